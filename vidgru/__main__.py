@@ -1,0 +1,3 @@
+from vidgru.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Decode a clip into batches ready for the CNN, with each frame's motion statistics already attached.
+
+This is the stage a decoder worker runs: it owns a clip's frames in order, which optical flow needs.
+
+Example::
+
+    for batch in frame_batches(clip, cfg):
+        batch.cnn_input      # (B, h, w, 3) uint8 RGB at features.input_size
+        batch.motion         # (B, cells, N_MOTION)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from vidgru.config import VidgruConfig
+from vidgru.decode import DecodeReport, FrameReader
+from vidgru.motion import N_MOTION, MotionAnalyzer
+from vidgru.sources import Clip
+
+
+@dataclass
+class FrameBatch:
+    clip: str
+    start: int  # index of the first frame in the clip
+    fps: float
+    cnn_input: np.ndarray
+    motion: np.ndarray
+    synthetic: np.ndarray | None = None  # (B, n_speedups, cells, N_MOTION), training only
+    report: DecodeReport | None = None  # set on the clip's last batch
+
+
+@dataclass
+class FeatureBatch:
+    clip: str
+    start: int
+    fps: float
+    motion: np.ndarray
+    appearance: np.ndarray  # (B, cells, channels)
+    synthetic: np.ndarray | None = None
+    report: DecodeReport | None = None
+
+
+@dataclass
+class ClipFeatures:
+    """Everything the temporal model needs about one clip, frame by frame."""
+
+    clip: Clip
+    fps: float
+    motion: np.ndarray  # (T, cells, N_MOTION)
+    appearance: np.ndarray  # (T, cells, channels)
+    synthetic: np.ndarray | None
+    report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.motion)
+
+    @classmethod
+    def from_batches(cls, clip: Clip, batches: list[FeatureBatch]) -> ClipFeatures:
+        batches = sorted(batches, key=lambda b: b.start)
+        synthetic = None
+        if batches[0].synthetic is not None:
+            synthetic = np.concatenate([b.synthetic for b in batches if b.synthetic is not None])
+        report = next((b.report for b in batches if b.report is not None), DecodeReport(clip.name))
+        return cls(
+            clip=clip,
+            fps=batches[0].fps,
+            motion=np.concatenate([b.motion for b in batches]),
+            appearance=np.concatenate([b.appearance for b in batches]),
+            synthetic=synthetic,
+            report=report,
+        )
+
+
+def probe_clip(clip: Clip) -> int | None:
+    """Fail fast, before any worker starts, if a clip cannot yield a single frame; return its frame count
+    as the container states it (None if unknown)."""
+    reader = FrameReader(clip)
+    for _ in reader:
+        break
+    return reader.report.expected
+
+
+def frame_batches(
+    clip: Clip, cfg: VidgruConfig, synthetic: bool = False, fps: float | None = None
+) -> Iterator[FrameBatch]:
+    reader = FrameReader(clip, fps=fps)
+    speedups = tuple(cfg.temporal.speedups) if synthetic else ()
+    motion = MotionAnalyzer(cfg.motion, speedups)
+    height, width = cfg.features.input_size
+    size = cfg.features.batch_size
+    images: list[np.ndarray] = []
+    stats: list[np.ndarray] = []
+    fakes: list[np.ndarray] = []
+    start = 0
+
+    def flush() -> FrameBatch:
+        return FrameBatch(
+            clip=clip.name,
+            start=start,
+            fps=reader.fps,
+            cnn_input=np.stack(images),
+            motion=np.stack(stats),
+            synthetic=np.stack(fakes) if fakes else None,
+        )
+
+    for index, frame in reader:
+        sample = motion.push(frame)
+        small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        images.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        stats.append(sample.stats)
+        if sample.synthetic is not None:
+            fakes.append(sample.synthetic)
+        if len(images) == size:
+            yield flush()
+            images, stats, fakes, start = [], [], [], index + 1
+    # The last batch carries the decode report, even when it holds no frames.
+    last = flush() if images else FrameBatch(
+        clip.name, start, reader.fps, np.zeros((0, height, width, 3), np.uint8),
+        np.zeros((0, motion.n_cells, N_MOTION), np.float32),
+    )
+    last.report = reader.report
+    yield last

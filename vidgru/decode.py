@@ -1,0 +1,103 @@
+"""Read frames from a clip with OpenCV, and say where decoding broke if it did.
+
+Example::
+
+    reader = FrameReader(clip)
+    for index, frame in reader:   # BGR uint8 frames
+        ...
+    reader.report.problem          # None, or why decoding stopped early
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vidgru.errors import VideoOpenError
+from vidgru.sources import DEFAULT_FRAMES_FPS, Clip
+
+
+@dataclass
+class DecodeReport:
+    clip: str
+    frames: int = 0
+    expected: int | None = None
+    problem: str | None = None
+
+
+class FrameReader:
+    """Iterates ``(index, frame)`` over a clip. Opening fails fast; a break mid-clip is recorded, not raised."""
+
+    def __init__(self, clip: Clip, fps: float | None = None) -> None:
+        self.clip = clip
+        self.report = DecodeReport(clip.name)
+        self._cap: cv2.VideoCapture | None = None
+        self._frame_paths = clip.frame_paths() if clip.kind == "frames" else []
+        if clip.kind == "video":
+            self._cap = cv2.VideoCapture(str(clip.path))
+            if not self._cap.isOpened():
+                raise VideoOpenError(f"{clip.path} is not a video OpenCV can read; check the file or convert it")
+            count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.report.expected = count if count > 0 else None
+            native = self._cap.get(cv2.CAP_PROP_FPS)
+            self.fps = fps or (native if 0 < native < 1000 else DEFAULT_FRAMES_FPS)
+        else:
+            self.report.expected = len(self._frame_paths)
+            self.fps = fps or DEFAULT_FRAMES_FPS
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        frames = self._read_video() if self._cap is not None else self._read_images()
+        for index, frame in enumerate(frames):
+            self.report.frames = index + 1
+            yield index, frame
+        if self.report.frames == 0:
+            raise VideoOpenError(f"{self.clip.path} has no decodable frames; check the file or convert it")
+        expected = self.report.expected
+        if self.report.problem is None and expected and self.report.frames < expected:
+            self.report.problem = (
+                f"{self.clip.path}: decoding stopped at frame {self.report.frames} of {expected}; "
+                "the file is truncated or corrupt after that point (frames before it were analysed)"
+            )
+
+    def _read_video(self) -> Iterator[np.ndarray]:
+        assert self._cap is not None
+        try:
+            while True:
+                ok, frame = self._cap.read()
+                if not ok or frame is None:
+                    return
+                yield frame
+        finally:
+            self._cap.release()
+
+    def _read_images(self) -> Iterator[np.ndarray]:
+        shape: tuple[int, ...] | None = None
+        for path in self._frame_paths:
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None or (shape is not None and frame.shape != shape):
+                why = "cannot be read" if frame is None else f"has size {frame.shape[1::-1]}, not {shape[1::-1]}"
+                self.report.problem = (
+                    f"{path} {why}; frames of {self.clip.path} after it were not analysed (fix or remove it)"
+                )
+                return
+            shape = frame.shape
+            yield frame
+
+
+def read_frame(clip: Clip, index: int) -> np.ndarray | None:
+    """One frame by index (for thumbnails). Grabs sequentially, since seeking is inexact in many codecs."""
+    if clip.kind == "frames":
+        paths = clip.frame_paths()
+        return cv2.imread(str(paths[index])) if 0 <= index < len(paths) else None
+    cap = cv2.VideoCapture(str(clip.path))
+    try:
+        for _ in range(index):
+            if not cap.grab():
+                return None
+        ok, frame = cap.read()
+        return frame if ok else None
+    finally:
+        cap.release()

@@ -1,0 +1,111 @@
+"""Calibrated frame scores -> events, with Frigate's lifecycle: an event starts, updates and ends.
+
+A run of frames opens when the score reaches ``threshold``, stays open while it is above
+``threshold * hysteresis`` (gaps shorter than ``merge_gap_s`` are bridged), and is reported only if it
+lasts ``min_duration_s``. ``end_frame`` is the last frame of the run (inclusive).
+
+Example::
+
+    detector = EventDetector("cam1", EventsConfig(), fps=10, model="m@abc")
+    for i, s in enumerate(scores):
+        for change in detector.update(i, s, cell=0):
+            print(change.type, change.event.id)
+    detector.close()
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from vidgru.config import EventsConfig
+
+_NAMESPACE = uuid.UUID("0f5cf4a2-7f43-4c4e-9a55-8d6b0c2f3e11")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Event:
+    id: str
+    source: str
+    start_frame: int
+    end_frame: int
+    start_time: float | str
+    end_time: float | str
+    peak_frame: int
+    peak_score: float
+    peak_cell: int
+    threshold: float
+    model: str
+    box: list[int] | None = None
+    thumbnail: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self, kind: str) -> dict[str, Any]:
+        record = {"schema_version": SCHEMA_VERSION, "type": kind, **asdict(self)}
+        record.update(record.pop("extra"))
+        record["peak_score"] = round(self.peak_score, 4)
+        return record
+
+
+@dataclass
+class EventChange:
+    type: Literal["start", "end"]
+    event: Event
+
+
+class EventDetector:
+    """Feed it one frame at a time; it returns the event changes that frame caused."""
+
+    def __init__(
+        self,
+        source: str,
+        cfg: EventsConfig,
+        fps: float,
+        model: str,
+        clock: Callable[[int], float | str] | None = None,
+    ) -> None:
+        self.source, self.cfg, self.fps, self.model = source, cfg, fps, model
+        self.clock = clock or (lambda frame: round(frame / fps, 3))
+        self.min_frames = max(1, round(cfg.min_duration_s * fps))
+        self.gap_frames = max(0, round(cfg.merge_gap_s * fps))
+        self._open: Event | None = None
+        self._started = False
+        self._last_active = -1
+
+    def update(self, frame: int, score: float, cell: int) -> list[EventChange]:
+        changes: list[EventChange] = []
+        cfg = self.cfg
+        ev = self._open
+        if ev is None:
+            if score >= cfg.threshold:
+                start = self.clock(frame)
+                ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
+                ev = Event(ev_id, self.source, frame, frame, start, start, frame, float(score), cell,
+                           cfg.threshold, self.model)
+                self._open, self._started, self._last_active = ev, False, frame
+        elif score >= cfg.threshold * cfg.hysteresis:
+            self._last_active = frame
+            ev.end_frame, ev.end_time = frame, self.clock(frame)
+            if score > ev.peak_score:
+                ev.peak_frame, ev.peak_score, ev.peak_cell = frame, float(score), cell
+        elif frame - self._last_active > self.gap_frames:
+            changes += self._finish()
+        if self._open is not None and not self._started and self._duration(self._open) >= self.min_frames:
+            self._started = True
+            changes.append(EventChange("start", self._open))
+        return changes
+
+    def _duration(self, ev: Event) -> int:
+        return ev.end_frame - ev.start_frame + 1
+
+    def _finish(self) -> list[EventChange]:
+        ev, started = self._open, self._started
+        self._open, self._started = None, False
+        return [EventChange("end", ev)] if ev is not None and started else []
+
+    def close(self) -> list[EventChange]:
+        """End of the clip or stream: close the open event, if any."""
+        return self._finish()

@@ -1,0 +1,107 @@
+"""A model directory: weights, calibration, the config used, and metadata, versioned.
+
+Layout::
+
+    MODEL_DIR/model.pt           GRU ensemble and descriptor space
+    MODEL_DIR/calibration.json   normal score quantiles
+    MODEL_DIR/config.yaml        the config the model was trained with
+    MODEL_DIR/meta.json          format version, backbone weights used, training data
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+import yaml
+
+from vidgru.config import dump_config
+from vidgru.config.loader import config_from_dict
+from vidgru.descriptors import DescriptorSpace
+from vidgru.errors import ConfigError, ModelError, ModelVersionError
+from vidgru.scoring import Calibration
+from vidgru.temporal import CellGRU, TemporalModel
+from vidgru.training import TrainedModel
+
+MODEL_FORMAT = 1
+
+
+def vidgru_version() -> str:
+    try:
+        return version("vidgru")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def save_model(model: TrainedModel, out: str | Path) -> str:
+    """Write ``model`` to ``out`` and return its id (directory name plus a hash of the weights)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tc = model.config.temporal
+    payload = {
+        "descriptors": {k: torch.from_numpy(v) for k, v in model.descriptors.state().items()},
+        "nets": model.temporal.state_dicts(),
+        "in_dim": model.descriptors.dim,
+        "n_cells": model.temporal.n_cells,
+        "window": tc.window,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    (out / "model.pt").write_bytes(buffer.getvalue())
+    model_id = f"{out.name}@{hashlib.sha256(buffer.getvalue()).hexdigest()[:10]}"
+    (out / "calibration.json").write_text(json.dumps(model.calibration.to_dict(), indent=2) + "\n")
+    (out / "config.yaml").write_text(dump_config(model.config))
+    meta = {
+        "format": MODEL_FORMAT,
+        "vidgru_version": vidgru_version(),
+        "model_id": model_id,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backbone_weights": model.weights,
+        **model.meta,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    model.meta = meta
+    return model_id
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"model directory {path} does not exist; train one with 'vidgru train --out {path}'")
+    meta_file = path / "meta.json"
+    if not meta_file.is_file():
+        raise ModelError(f"{path} is not a vidgru model directory (no meta.json); train one with 'vidgru train'")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{meta_file} is not valid JSON; retrain the model with 'vidgru train'") from err
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelVersionError(
+            f"{path} was written by vidgru {meta.get('vidgru_version', '?')} (model format "
+            f"{meta.get('format')}); this vidgru reads format {MODEL_FORMAT}; retrain it with 'vidgru train'"
+        )
+    missing = [n for n in ("model.pt", "calibration.json", "config.yaml") if not (path / n).is_file()]
+    if missing:
+        raise ModelError(f"{path} is incomplete (missing {', '.join(missing)}); retrain it with 'vidgru train'")
+    try:
+        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
+        payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        calibration = Calibration(**json.loads((path / "calibration.json").read_text()))
+        tc = cfg.temporal
+        nets = []
+        for state in payload["nets"]:
+            net = CellGRU(payload["in_dim"], payload["n_cells"], tc.hidden, tc.position_dim)
+            net.load_state_dict(state)
+            nets.append(net)
+        descriptors = DescriptorSpace.from_state({k: v.numpy() for k, v in payload["descriptors"].items()})
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, yaml.YAMLError) as err:
+        raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
+    temporal = TemporalModel(nets, payload["window"], payload["n_cells"])
+    return TrainedModel(cfg, descriptors, temporal, calibration, meta.get("backbone_weights", {}), meta)
+
+

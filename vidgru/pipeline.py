@@ -1,0 +1,61 @@
+"""The feature stages composed in one process: clip -> frame batches -> CNN -> :class:`ClipFeatures`.
+
+:class:`workers.pipeline.RayFeaturePipeline` runs the same stages on Ray; both share this interface, so
+training and analysis do not care where features come from.
+
+Example::
+
+    pipeline = LocalFeaturePipeline(VidgruConfig())
+    for features in pipeline.run(clips):
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from vidgru.batches import ClipFeatures, FeatureBatch, FrameBatch, frame_batches
+from vidgru.config import VidgruConfig
+from vidgru.features import FeatureExtractor
+from vidgru.sources import Clip
+
+FramesDone = Callable[[int], None]
+
+
+class FeaturePipeline(Protocol):
+    weights: dict[str, str]
+
+    def run(
+        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
+    ) -> Iterator[ClipFeatures]: ...
+
+
+def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureBatch:
+    return FeatureBatch(
+        clip=batch.clip,
+        start=batch.start,
+        fps=batch.fps,
+        motion=batch.motion,
+        appearance=extractor(batch.cnn_input),
+        synthetic=batch.synthetic,
+        report=batch.report,
+    )
+
+
+class LocalFeaturePipeline:
+    def __init__(self, cfg: VidgruConfig) -> None:
+        self.cfg = cfg
+        self.extractor = FeatureExtractor(cfg.features, cfg.motion.grid)
+        self.weights = self.extractor.weights.describe()
+
+    def run(
+        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
+    ) -> Iterator[ClipFeatures]:
+        for clip in clips:
+            batches = []
+            for batch in frame_batches(clip, self.cfg, synthetic):
+                batches.append(extract_features(self.extractor, batch))
+                if on_frames:
+                    on_frames(len(batch.motion))
+            yield ClipFeatures.from_batches(clip, batches)

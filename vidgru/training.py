@@ -1,0 +1,192 @@
+"""Fit a model on normal footage only.
+
+1. Split each normal clip: the head trains, the tail (``holdout_fraction``) calibrates.
+2. Fit the descriptor space (motion standardisation, PCA of CNN features) on the heads.
+3. Windows of ``window`` frames per cell: normal ones are negatives; the same windows recomputed as if
+   things moved faster (``speedups``) are positives, kept only where something moved.
+4. Train an ensemble of :class:`~vidgru.temporal.CellGRU` with binary cross-entropy.
+5. Calibrate frame scores on the held-out tails.
+
+Example::
+
+    model = fit_model([features_of_normal_clip, ...], VidgruConfig())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidgru.batches import ClipFeatures
+from vidgru.config import VidgruConfig
+from vidgru.descriptors import DescriptorSpace
+from vidgru.errors import TrainingError
+from vidgru.motion import MOTION_FEATURES
+from vidgru.scoring import Calibration, frame_scores
+from vidgru.temporal import TemporalModel
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+_MOVING = MOTION_FEATURES.index("moving_fraction")
+MIN_TRAIN_FRAMES = 8
+
+
+@dataclass
+class TrainedModel:
+    config: VidgruConfig
+    descriptors: DescriptorSpace
+    temporal: TemporalModel
+    calibration: Calibration
+    weights: dict[str, str]
+    meta: dict[str, object]
+
+    def cell_logits(self, features: ClipFeatures) -> np.ndarray:
+        return self.temporal.score(self.descriptors.transform(features.motion, features.appearance))
+
+
+def _split(features: ClipFeatures, holdout: float) -> int:
+    """Index where a clip's held-out tail starts."""
+    return max(1, int(round(features.n_frames * (1 - holdout))))
+
+
+def _windows(desc: np.ndarray, ends: np.ndarray, cells: np.ndarray, window: int) -> np.ndarray:
+    """Gather ``(N, window, D)`` windows of ``desc`` (T, cells, D) ending at ``ends`` for ``cells``;
+    frames before 0 repeat frame 0, as in scoring."""
+    offsets = np.arange(-window + 1, 1)
+    times = np.clip(ends[:, None] + offsets[None, :], 0, None)
+    return desc[times, cells[:, None]]
+
+
+def _sample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.choice(n, limit, replace=False) if n > limit else np.arange(n)
+
+
+def build_training_set(
+    heads: list[ClipFeatures], space: DescriptorSpace, cfg: VidgruConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return windows ``(N, W, D)``, their cell indices ``(N,)`` and labels ``(N,)`` (1 = synthetic anomaly)."""
+    window = cfg.temporal.window
+    neg_x, neg_c, pos_x, pos_c = [], [], [], []
+    for f in heads:
+        desc = space.transform(f.motion, f.appearance)
+        t_idx, c_idx = np.meshgrid(np.arange(f.n_frames), np.arange(desc.shape[1]), indexing="ij")
+        t_idx, c_idx = t_idx.ravel(), c_idx.ravel()
+        neg_x.append(_windows(desc, t_idx, c_idx, window))
+        neg_c.append(c_idx)
+        if f.synthetic is None:
+            raise TrainingError(f"{f.clip.name}: no synthetic motion was computed; train through fit pipeline")
+        for j in range(f.synthetic.shape[1]):
+            fast = f.synthetic[:, j]
+            moving = fast[t_idx, c_idx, _MOVING] > 0.02
+            fake = space.transform(fast, f.appearance)
+            pos_x.append(_windows(fake, t_idx[moving], c_idx[moving], window))
+            pos_c.append(c_idx[moving])
+    nx, nc = np.concatenate(neg_x), np.concatenate(neg_c)
+    px, pc = np.concatenate(pos_x), np.concatenate(pos_c)
+    if len(px) == 0:
+        raise TrainingError(
+            "nothing moves in the normal footage, so there is no motion to learn; train on footage with activity"
+        )
+    limit = cfg.temporal.max_windows
+    keep_n, keep_p = _sample(len(nx), limit, rng), _sample(len(px), limit, rng)
+    x = np.concatenate([nx[keep_n], px[keep_p]])
+    c = np.concatenate([nc[keep_n], pc[keep_p]])
+    y = np.concatenate([np.zeros(len(keep_n), np.float32), np.ones(len(keep_p), np.float32)])
+    return x, c, y
+
+
+def train_ensemble(
+    model: TemporalModel,
+    x: np.ndarray,
+    cells: np.ndarray,
+    y: np.ndarray,
+    cfg: VidgruConfig,
+    progress: Progress | None = None,
+) -> None:
+    tc = cfg.temporal
+    xt, ct, yt = torch.from_numpy(x), torch.from_numpy(cells).long(), torch.from_numpy(y)
+    pos_weight = torch.tensor((len(y) - y.sum()) / max(y.sum(), 1.0))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    steps_per_epoch = (len(y) + tc.batch_size - 1) // tc.batch_size
+    total = steps_per_epoch * tc.epochs * len(model.nets)
+    done = 0
+    for i, net in enumerate(model.nets):
+        gen = torch.Generator().manual_seed(tc.seed * 1000 + i)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=tc.learning_rate)
+        for _ in range(tc.epochs):
+            order = torch.randperm(len(y), generator=gen)
+            for lo in range(0, len(y), tc.batch_size):
+                idx = order[lo : lo + tc.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(net(xt[idx], ct[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+                done += 1
+                if progress and done % 20 == 0:
+                    progress("training GRU", done, total)
+        net.eval()
+        log.info("GRU %d/%d trained, last batch loss %.4f", i + 1, len(model.nets), loss.item())
+    if progress:
+        progress("training GRU", total, total)
+
+
+def fit_model(
+    clips: list[ClipFeatures],
+    cfg: VidgruConfig,
+    weights: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    tc = cfg.temporal
+    total_frames = sum(f.n_frames for f in clips)
+    if total_frames < MIN_TRAIN_FRAMES * 2:
+        raise TrainingError(
+            f"only {total_frames} frames of normal footage; give at least {MIN_TRAIN_FRAMES * 2} "
+            "(a minute or more of typical activity is better)"
+        )
+    rng = np.random.default_rng(tc.seed)
+    torch.manual_seed(tc.seed)
+    splits = [_split(f, tc.holdout_fraction) for f in clips]
+    heads = [_slice(f, 0, s) for f, s in zip(clips, splits, strict=True)]
+    tails = [_slice(f, s, f.n_frames) for f, s in zip(clips, splits, strict=True) if s < f.n_frames]
+    space = DescriptorSpace.fit(
+        np.concatenate([h.motion for h in heads]),
+        np.concatenate([h.appearance for h in heads]),
+        tc.appearance_components,
+        seed=tc.seed,
+    )
+    x, c, y = build_training_set(heads, space, cfg, rng)
+    log.info("training on %d windows (%d synthetic anomalies)", len(y), int(y.sum()))
+    n_cells = clips[0].motion.shape[1]
+    temporal = TemporalModel.build(space.dim, n_cells, tc)
+    train_ensemble(temporal, x, c, y, cfg, progress)
+    model = TrainedModel(cfg, space, temporal, Calibration(0.0, 1.0, 0), weights or {}, {})
+    # Calibrating on the heads would understate normal scores, since the GRU has seen them.
+    held_out = tails or heads
+    raw = np.concatenate([frame_scores(model.cell_logits(f))[0] for f in held_out])
+    model.calibration = Calibration.fit(raw)
+    model.meta = {
+        "trained_on": [f.clip.name for f in clips],
+        "frames": total_frames,
+        "windows": len(y),
+        "synthetic_windows": int(y.sum()),
+        "calibration_frames": len(raw),
+    }
+    return model
+
+
+def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
+    return ClipFeatures(
+        clip=f.clip,
+        fps=f.fps,
+        motion=f.motion[lo:hi],
+        appearance=f.appearance[lo:hi],
+        synthetic=None if f.synthetic is None else f.synthetic[lo:hi],
+        report=f.report,
+    )

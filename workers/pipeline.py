@@ -1,0 +1,74 @@
+"""The feature stages on Ray: a streaming decode task per clip feeds an actor pool of CNNs.
+
+Decode tasks run ahead of the CNN by at most ``_AHEAD`` batches (Ray's generator backpressure), and at
+most ``decoders`` clips decode at once, so memory stays bounded on any number of clips.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+import ray
+from ray.util import ActorPool
+
+from vidgru.batches import ClipFeatures, FeatureBatch
+from vidgru.config import VidgruConfig
+from vidgru.pipeline import FramesDone
+from vidgru.sources import Clip
+from workers.decode import decode_clip
+from workers.features import FeatureActor
+from workers.runtime import cluster_cpus, ensure_ray
+
+_AHEAD = 8  # batches a decoder may produce before the CNN has taken them
+
+
+class RayFeaturePipeline:
+    def __init__(self, cfg: VidgruConfig) -> None:
+        self.cfg = cfg
+        ensure_ray(cfg.ray)
+        cpus = cluster_cpus()
+        n_actors = cfg.ray.cnn_actors or max(1, cpus // 2)
+        self.decoders = cfg.ray.decoders or max(1, cpus - n_actors)
+        self.actors = [FeatureActor.remote(cfg.features, cfg.motion.grid) for _ in range(n_actors)]
+        # Loading weights in every actor fails fast here, with the actor's own error.
+        weights = ray.get([a.weights.remote() for a in self.actors])
+        self.weights: dict[str, str] = weights[0]
+        self.pool = ActorPool(self.actors)
+
+    def _start(self, clip: Clip, synthetic: bool):  # noqa: ANN202 - Ray's ObjectRefGenerator
+        return decode_clip.options(_generator_backpressure_num_objects=_AHEAD).remote(clip, self.cfg, synthetic)
+
+    def run(
+        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
+    ) -> Iterator[ClipFeatures]:
+        waiting = deque(clips)
+        decoding: deque = deque()
+
+        def refill() -> None:
+            while waiting and len(decoding) < self.decoders:
+                clip = waiting.popleft()
+                decoding.append((clip, self._start(clip, synthetic)))
+
+        refill()
+        while decoding:
+            clip, generator = decoding.popleft()
+            refill()
+            batches: list[FeatureBatch] = []
+
+            def collect() -> None:
+                batch = self.pool.get_next()
+                batches.append(batch)
+                if on_frames:
+                    on_frames(len(batch.motion))
+
+            submitted = 0
+            for ref in generator:
+                self.pool.submit(lambda actor, r: actor.extract.remote(r), ref)
+                submitted += 1
+                # Bound the CNN's queue too: results are taken once _AHEAD batches wait on the pool.
+                while submitted - len(batches) > _AHEAD:
+                    collect()
+            while self.pool.has_next():
+                collect()
+            yield ClipFeatures.from_batches(clip, batches)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+from vidgru.config import RayConfig
+from vidgru.errors import VidgruError
+
+
+class RayConnectError(VidgruError):
+    exit_code = 8
+
+
+def ensure_ray(cfg: RayConfig) -> None:
+    """Join the cluster at ``cfg.address`` / ``RAY_ADDRESS``, or start a local Ray with the machine's cores."""
+    if ray.is_initialized():
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, object] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address is None:
+        kwargs |= {"num_cpus": cfg.num_cpus or os.cpu_count() or 1, "include_dashboard": False}
+    try:
+        ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise RayConnectError(
+            f"cannot reach a Ray cluster at {address} ({str(err).splitlines()[0]}); start one with "
+            "'ray start --head' or leave out --address to run locally"
+        ) from err
+
+
+def cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
