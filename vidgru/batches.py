@@ -120,9 +120,16 @@ def frame_batches(
             yield flush()
             images, stats, fakes, start = [], [], [], index + 1
     # The last batch carries the decode report, even when it holds no frames.
-    last = flush() if images else FrameBatch(
-        clip.name, start, reader.fps, np.zeros((0, height, width, 3), np.uint8),
-        np.zeros((0, motion.n_cells, N_MOTION), np.float32),
+    last = (
+        flush()
+        if images
+        else FrameBatch(
+            clip.name,
+            start,
+            reader.fps,
+            np.zeros((0, height, width, 3), np.uint8),
+            np.zeros((0, motion.n_cells, N_MOTION), np.float32),
+        )
     )
     last.report = reader.report
     yield last

@@ -29,8 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Options that take several values, as in `--normal a.mp4 b.mp4` after shell globbing.
@@ -116,7 +116,9 @@ ConfigOpt = Annotated[
 ]
 AddressOpt = Annotated[
     str | None,
-    typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster to run on (default: start a local Ray)."),
+    typer.Option(
+        "--address", envvar="RAY_ADDRESS", help="Ray cluster to run on (default: start a local Ray)."
+    ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what each stage does.")]
 
@@ -126,7 +128,9 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what each
 def train(
     normal: Annotated[
         list[Path],
-        typer.Option("--normal", help="Normal footage: video files, folders of videos, or folders of frames."),
+        typer.Option(
+            "--normal", help="Normal footage: video files, folders of videos, or folders of frames."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     config: ConfigOpt = None,
@@ -173,13 +177,16 @@ def train(
 @app.command()
 @_handle_errors
 def analyze(
-    paths: Annotated[list[Path], typer.Argument(help="Video files, folders of videos, or folders of frames.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Video files, folders of videos, or folders of frames.")
+    ],
     model_dir: Annotated[Path, typer.Option("--model", "-m", help="Model directory from 'vidgru train'.")],
     events: Annotated[
         Path, typer.Option("--events", "-e", help="JSONL file for events; thumbnails go beside it.")
     ] = Path("events.jsonl"),
     scores: Annotated[
-        Path | None, typer.Option("--scores", "-s", help="CSV of every frame's score: video,frame,time,score.")
+        Path | None,
+        typer.Option("--scores", "-s", help="CSV of every frame's score: video,frame,time,score."),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option("--threshold", "-t", help="Calibrated score that opens an event.")
@@ -245,9 +252,9 @@ def analyze(
 @app.command()
 @_handle_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the footage, model and events.")] = Path(
-        "vidgru-demo"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the footage, model and events.")
+    ] = Path("vidgru-demo"),
     address: AddressOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -277,16 +284,28 @@ def demo(
         t1 = progress.add_task("training: features", total=_expected_frames(train_clips))
         t2 = progress.add_task("training: GRU", total=None, visible=False)
         model, _ = train_model(
-            train_clips, cfg, pipeline, out / "model", lambda n: progress.advance(t1, n),
+            train_clips,
+            cfg,
+            pipeline,
+            out / "model",
+            lambda n: progress.advance(t1, n),
             lambda _s, d, n: progress.update(t2, completed=d, total=n, visible=True),
         )
         t3 = progress.add_task("analysing", total=_expected_frames(test_clips))
         sink = JsonlSink(events_path)
         try:
-            results = list(analyze_clips(
-                test_clips, model, pipeline, cfg.events, [sink], None, out / "events_thumbnails",
-                lambda n: progress.advance(t3, n),
-            ))
+            results = list(
+                analyze_clips(
+                    test_clips,
+                    model,
+                    pipeline,
+                    cfg.events,
+                    [sink],
+                    None,
+                    out / "events_thumbnails",
+                    lambda n: progress.advance(t3, n),
+                )
+            )
         finally:
             sink.close()
     labels = json.loads(footage.labels.read_text())["videos"]

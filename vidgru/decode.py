@@ -39,7 +39,9 @@ class FrameReader:
         if clip.kind == "video":
             self._cap = cv2.VideoCapture(str(clip.path))
             if not self._cap.isOpened():
-                raise VideoOpenError(f"{clip.path} is not a video OpenCV can read; check the file or convert it")
+                raise VideoOpenError(
+                    f"{clip.path} is not a video OpenCV can read; check the file or convert it"
+                )
             count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
             self.report.expected = count if count > 0 else None
             native = self._cap.get(cv2.CAP_PROP_FPS)
@@ -78,7 +80,11 @@ class FrameReader:
         for path in self._frame_paths:
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if frame is None or (shape is not None and frame.shape != shape):
-                why = "cannot be read" if frame is None else f"has size {frame.shape[1::-1]}, not {shape[1::-1]}"
+                why = (
+                    "cannot be read"
+                    if frame is None
+                    else f"has size {frame.shape[1::-1]}, not {shape[1::-1]}"
+                )
                 self.report.problem = (
                     f"{path} {why}; frames of {self.clip.path} after it were not analysed (fix or remove it)"
                 )

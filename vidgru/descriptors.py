@@ -33,7 +33,12 @@ class DescriptorSpace:
 
     @classmethod
     def fit(
-        cls, motion: np.ndarray, appearance: np.ndarray, components: int, max_rows: int = 200_000, seed: int = 0
+        cls,
+        motion: np.ndarray,
+        appearance: np.ndarray,
+        components: int,
+        max_rows: int = 200_000,
+        seed: int = 0,
     ) -> DescriptorSpace:
         """Fit on ``(..., N_MOTION)`` motion and ``(..., channels)`` appearance rows of normal footage."""
         rng = np.random.default_rng(seed)

@@ -83,8 +83,19 @@ class EventDetector:
             if score >= cfg.threshold:
                 start = self.clock(frame)
                 ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
-                ev = Event(ev_id, self.source, frame, frame, start, start, frame, float(score), cell,
-                           cfg.threshold, self.model)
+                ev = Event(
+                    ev_id,
+                    self.source,
+                    frame,
+                    frame,
+                    start,
+                    start,
+                    frame,
+                    float(score),
+                    cell,
+                    cfg.threshold,
+                    self.model,
+                )
                 self._open, self._started, self._last_active = ev, False, frame
         elif score >= cfg.threshold * cfg.hysteresis:
             self._last_active = frame

@@ -98,5 +98,3 @@ def analyze_clips(
         if scores_csv is not None:
             scores_csv.write_clip(features.clip.name, features.fps, scores)
         yield ClipResult(features.clip, features.fps, raw, scores, cells, events, features.report)
-
-

@@ -75,7 +75,9 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelError(f"model directory {path} does not exist; train one with 'vidgru train --out {path}'")
     meta_file = path / "meta.json"
     if not meta_file.is_file():
-        raise ModelError(f"{path} is not a vidgru model directory (no meta.json); train one with 'vidgru train'")
+        raise ModelError(
+            f"{path} is not a vidgru model directory (no meta.json); train one with 'vidgru train'"
+        )
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
@@ -87,7 +89,9 @@ def load_model(path: str | Path) -> TrainedModel:
         )
     missing = [n for n in ("model.pt", "calibration.json", "config.yaml") if not (path / n).is_file()]
     if missing:
-        raise ModelError(f"{path} is incomplete (missing {', '.join(missing)}); retrain it with 'vidgru train'")
+        raise ModelError(
+            f"{path} is incomplete (missing {', '.join(missing)}); retrain it with 'vidgru train'"
+        )
     try:
         cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
@@ -103,5 +107,3 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
     temporal = TemporalModel(nets, payload["window"], payload["n_cells"])
     return TrainedModel(cfg, descriptors, temporal, calibration, meta.get("backbone_weights", {}), meta)
-
-

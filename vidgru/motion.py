@@ -52,15 +52,20 @@ def cell_statistics(flow: np.ndarray, grid: tuple[int, int], moving_threshold: f
     peak = cells_mag.max(1)
     bins = (ang * (ORIENTATION_BINS / (2 * np.pi))).astype(np.int64) % ORIENTATION_BINS
     cell_index = np.arange(rows * cols)[:, None]
-    hist = np.bincount(
-        (cell_index * ORIENTATION_BINS + per_cell(bins)).ravel(),
-        weights=cells_mag.ravel(),
-        minlength=rows * cols * ORIENTATION_BINS,
-    ).reshape(rows * cols, ORIENTATION_BINS) / n_px
+    hist = (
+        np.bincount(
+            (cell_index * ORIENTATION_BINS + per_cell(bins)).ravel(),
+            weights=cells_mag.ravel(),
+            minlength=rows * cols * ORIENTATION_BINS,
+        ).reshape(rows * cols, ORIENTATION_BINS)
+        / n_px
+    )
     moving = cells_mag > moving_threshold
     n_moving = moving.sum(1)
     object_speed = np.where(n_moving > 0, (cells_mag * moving).sum(1) / np.maximum(n_moving, 1), 0.0)
-    neighbourhood = cv2.blur(mean.reshape(rows, cols).astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    neighbourhood = cv2.blur(
+        mean.reshape(rows, cols).astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE
+    )
     out = np.column_stack(
         [mean, p90, peak, hist, n_moving / n_px, object_speed, neighbourhood.ravel()]
     ).astype(np.float32)
@@ -105,7 +110,9 @@ class MotionAnalyzer:
 
     def push(self, frame_bgr: np.ndarray) -> MotionSample:
         height, width = self.cfg.size
-        gray = cv2.cvtColor(cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        gray = cv2.cvtColor(
+            cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+        )
         prev = self._history[-1] if self._history else gray
         flow = self._flow(prev, gray)
         synthetic = None

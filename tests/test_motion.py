@@ -1,0 +1,41 @@
+import numpy as np
+
+from vidgru.config import MotionConfig
+from vidgru.motion import MOTION_FEATURES, N_MOTION, MotionAnalyzer, cell_statistics
+
+SPEED = MOTION_FEATURES.index("object_speed")
+MOVING = MOTION_FEATURES.index("moving_fraction")
+
+
+def test_cell_statistics_locates_motion() -> None:
+    flow = np.zeros((120, 180, 2), np.float32)
+    flow[30:45, 60:75, 0] = 3.0  # cell (2, 4) moves right at 3 px/frame
+    stats = cell_statistics(flow, (8, 12), 0.3)
+    assert stats.shape == (96, N_MOTION)
+    cell = 2 * 12 + 4
+    assert stats[:, 0].argmax() == cell
+    assert np.isclose(stats[cell, 0], 3.0)
+    assert np.isclose(stats[cell, SPEED], 3.0)
+    assert np.isclose(stats[cell, MOVING], 1.0)
+    assert stats[cell, 3] > 0 and stats[cell, 3 + 4] == 0  # orientation bin 0 (rightwards), not bin 4
+    assert stats[0, 0] == 0
+
+
+def _moving_square(t: int) -> np.ndarray:
+    img = np.full((240, 360, 3), 90, np.uint8)
+    rng = np.random.default_rng(0)
+    img[:] += rng.integers(0, 40, (240, 360, 1), dtype=np.uint8)  # texture, same every frame
+    x = 40 + 4 * t
+    img[100:140, x : x + 30] = 230
+    return img
+
+
+def test_speedup_doubles_object_speed() -> None:
+    motion = MotionAnalyzer(MotionConfig(), speedups=(2.0, 1.5))
+    samples = [motion.push(_moving_square(t)) for t in range(8)]
+    last = samples[-1]
+    assert last.synthetic is not None and last.synthetic.shape == (2, 96, N_MOTION)
+    real = last.stats[:, SPEED].max()
+    assert 1.2 < real < 2.8  # 4 px/frame at full size is 2 at the half-size flow
+    assert 1.6 < last.synthetic[0, :, SPEED].max() / real < 2.4
+    assert np.isclose(last.synthetic[1, :, 0].max(), 1.5 * last.stats[:, 0].max(), rtol=1e-4)
