@@ -204,12 +204,15 @@ def analyze(
     Example: vidgru analyze recordings/*.mp4 --model models/cam1 --events events.jsonl --scores scores.csv
     """
     _setup_logging(verbose)
-    from vidgru.jobs import analyze_clips
+    model, cfg = _model_and_config(model_dir, config, address, threshold)
+    results = _run_analysis(paths, model, cfg, events, scores)
+    _report_decode_problems([r.report for r in results])
+
+
+def _model_and_config(
+    model_dir: Path, config: Path | None, address: str | None, threshold: float | None
+) -> tuple[Any, Any]:
     from vidgru.model_store import load_model
-    from vidgru.outputs import ScoresCsv
-    from vidgru.sinks import JsonlSink
-    from vidgru.sources import discover_clips
-    from workers.pipeline import RayFeaturePipeline
 
     model = load_model(model_dir)
     cfg = model.config.model_copy(deep=True)
@@ -220,33 +223,121 @@ def analyze(
         cfg.ray.address = address
     if threshold is not None:
         cfg.events.threshold = threshold
+    return model, cfg
+
+
+def _run_analysis(
+    paths: Sequence[Path], model: Any, cfg: Any, events: Path, scores: Path | None
+) -> list[Any]:
+    from vidgru.jobs import analyze_clips
+    from vidgru.outputs import ScoresCsv
+    from vidgru.sinks import JsonlSink
+    from vidgru.sources import discover_clips
+    from workers.pipeline import RayFeaturePipeline
+
     clips = discover_clips(paths)
     total = _expected_frames(clips)
     sink = JsonlSink(events)
     csv = ScoresCsv(scores) if scores else None
     thumbs = events.parent / f"{events.stem}_thumbnails" if cfg.events.thumbnails else None
-    started, frames, n_events, reports = time.monotonic(), 0, 0, []
+    started, results = time.monotonic(), []
     try:
         with _progress() as progress:
             task = progress.add_task("analysing", total=total)
             pipeline = RayFeaturePipeline(cfg)
-            for result in analyze_clips(
-                clips, model, pipeline, cfg.events, [sink], csv, thumbs, lambda n: progress.advance(task, n)
-            ):
-                frames += len(result.scores)
-                n_events += len(result.events)
-                reports.append(result.report)
+            results = list(
+                analyze_clips(
+                    clips,
+                    model,
+                    pipeline,
+                    cfg.events,
+                    [sink],
+                    csv,
+                    thumbs,
+                    lambda n: progress.advance(task, n),
+                )
+            )
     finally:
         sink.close()
         if csv:
             csv.close()
     elapsed = time.monotonic() - started
+    frames = sum(len(r.scores) for r in results)
     out_console.print(
         f"analysed {frames} frames of {len(clips)} clip(s) in {elapsed:.1f}s ({frames / elapsed:.1f} frames/s): "
-        f"{n_events} event(s) -> {events}" + (f", scores -> {scores}" if scores else ""),
+        f"{sum(len(r.events) for r in results)} event(s) -> {events}"
+        + (f", scores -> {scores}" if scores else ""),
         highlight=False,
     )
-    _report_decode_problems(reports)
+    return results
+
+
+@app.command()
+@_handle_errors
+def evaluate(
+    paths: Annotated[list[Path], typer.Argument(help="Labelled video files or folders.")],
+    model_dir: Annotated[Path, typer.Option("--model", "-m", help="Model directory from 'vidgru train'.")],
+    labels: Annotated[Path, typer.Option("--labels", "-l", help="Labels JSON (format below).")],
+    events: Annotated[Path, typer.Option("--events", "-e", help="JSONL file for the events.")] = Path(
+        "evaluate-events.jsonl"
+    ),
+    scores: Annotated[Path | None, typer.Option("--scores", "-s", help="CSV of every frame's score.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", "-r", help="Folder for a PNG per clip and summary.json.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", "-t", help="Event threshold.")] = None,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Measure a model on labelled footage: frame-level AUC and event precision/recall.
+
+    Prints micro AUC (all frames of all clips pooled) on the calibrated scores and after per-clip min-max
+    normalisation (the convention in papers), macro AUC (mean over clips holding both classes), and
+    event-level precision (events that overlap a labelled range) and recall (labelled ranges that some
+    event overlaps) at the model's threshold.
+
+    Labels JSON: {"videos": {"<file stem>": {"frames": 180, "anomalous": [[60, 180]]}}}, with 0-based
+    [start, end) frame ranges; "frames" is optional and checked against what was decoded.
+    UCSD Ped2's labels.json has this format.
+
+    Example: vidgru evaluate ped2/test/ --model models/ped2 --labels ped2/labels.json --report report/
+    """
+    _setup_logging(verbose)
+    from vidgru.metrics import evaluate_clips, load_labels
+    from vidgru.report import write_report
+
+    truth = load_labels(labels)  # fail on bad labels before any work
+    model, cfg = _model_and_config(model_dir, config, address, threshold)
+    results = _run_analysis(paths, model, cfg, events, scores)
+    result = evaluate_clips(
+        {r.clip.name: r.scores for r in results},
+        truth,
+        {r.clip.name: [(e.start_frame, e.end_frame) for e in r.events] for r in results},
+    )
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    out_console.print(
+        f"frame AUC micro (raw calibrated): {fmt(result.micro_auc)}\n"
+        f"frame AUC micro (per-clip normalised): {fmt(result.micro_auc_normalised)}\n"
+        f"frame AUC macro: {fmt(result.macro_auc)}\n"
+        f"events at threshold {cfg.events.threshold:g}: precision {fmt(result.event_precision)}, "
+        f"recall {fmt(result.event_recall)}",
+        highlight=False,
+    )
+    if report is not None:
+        written = write_report(
+            report,
+            result,
+            {r.clip.name: (r.fps, r.scores) for r in results},
+            truth,
+            cfg.events.threshold,
+            {"model": model.meta.get("model_id")},
+        )
+        out_console.print(f"report: {len(written) - 1} plot(s) and summary.json in {report}", highlight=False)
+    _report_decode_problems([r.report for r in results])
 
 
 @app.command()

@@ -1,0 +1,197 @@
+"""UCSD Ped2 benchmark: vidgru against the optical-flow baseline and a plain decode+backbone loop.
+
+Trains with `vidgru train` on the 16 normal clips, evaluates with `vidgru evaluate` on the 12 test clips
+(the same Ray pipeline as `vidgru analyze`), and in the same run measures:
+- the flow baseline: Farneback flow at full size, mean magnitude per cell of an 8x12 grid, max over cells;
+- a plain single-process loop: decode, resize to the model's CNN input size, run the same backbone blocks
+  (batch 16, torch using every core).
+Prints a table of AUCs and frames/s and, with --write, puts it in BENCHMARKS.md.
+
+    python benchmarks/ped2.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vidgru.config import VidgruConfig, load_config
+from vidgru.features import FeatureExtractor
+from vidgru.metrics import evaluate_clips, load_labels
+from vidgru.sources import discover_clips
+
+ROOT = Path(__file__).resolve().parents[1]
+PED2 = ROOT.parent / "shared" / "datasets" / "ucsd_ped2"
+BEGIN, END = "<!-- ped2:begin -->", "<!-- ped2:end -->"
+
+
+def run(*args: str) -> tuple[str, float]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "vidgru", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"vidgru {args[0]} failed:\n{result.stderr[-2000:]}")
+    return result.stdout, time.monotonic() - started
+
+
+def flow_baseline(clips: list, grid: tuple[int, int] = (8, 12)) -> tuple[dict[str, np.ndarray], float]:
+    cv2.setNumThreads(os.cpu_count() or 1)
+    scores, frames, started = {}, 0, time.monotonic()
+    for clip in clips:
+        cap, prev, out = cv2.VideoCapture(str(clip.path)), None, []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            flow = (
+                np.zeros((*gray.shape, 2), np.float32)
+                if prev is None
+                else (cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0))
+            )
+            mag = np.linalg.norm(flow, axis=2)
+            h, w = (mag.shape[0] // grid[0]) * grid[0], (mag.shape[1] // grid[1]) * grid[1]
+            cells = mag[:h, :w].reshape(grid[0], h // grid[0], grid[1], w // grid[1]).mean(axis=(1, 3))
+            out.append(cells.max())
+            prev = gray
+        scores[clip.name] = np.array(out)
+        frames += len(out)
+    return scores, frames / (time.monotonic() - started)
+
+
+def plain_loop(clips: list, cfg: VidgruConfig) -> float:
+    torch.set_num_threads(os.cpu_count() or 1)
+    extractor = FeatureExtractor(cfg.features, cfg.motion.grid)
+    height, width = cfg.features.input_size
+    frames, started, batch = 0, time.monotonic(), []
+    for clip in clips:
+        cap = cv2.VideoCapture(str(clip.path))
+        while True:
+            ok, frame = cap.read()
+            if ok:
+                small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                batch.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+            if len(batch) == cfg.features.batch_size or (not ok and batch):
+                extractor(np.stack(batch))
+                frames += len(batch)
+                batch = []
+            if not ok:
+                break
+    return frames / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, help="vidgru config for training (default: the defaults)")
+    parser.add_argument("--work", type=Path, help="folder for the model and outputs (default: a temp dir)")
+    parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    args = parser.parse_args()
+    if not PED2.is_dir():
+        sys.exit(f"UCSD Ped2 not found at {PED2}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="vidgru-ped2-"))
+    cfg_args = ["--config", str(args.config)] if args.config else []
+    cfg = load_config(args.config)
+
+    train_clips = sorted(str(p) for p in (PED2 / "train").glob("*.mp4"))
+    _, train_s = run("train", "--normal", *train_clips, "--out", str(work / "model"), *cfg_args)
+    out, eval_s = run(
+        "evaluate",
+        str(PED2 / "test"),
+        "--model",
+        str(work / "model"),
+        "--labels",
+        str(PED2 / "labels.json"),
+        "--report",
+        str(work / "report"),
+        "--events",
+        str(work / "events.jsonl"),
+        *cfg_args,
+    )
+    summary = json.loads((work / "report" / "summary.json").read_text())
+    fps = float(re.search(r"\(([\d.]+) frames/s\)", out).group(1))  # type: ignore[union-attr]
+
+    test_clips = discover_clips([PED2 / "test"])
+    labels = load_labels(PED2 / "labels.json")
+    flow_scores, flow_fps = flow_baseline(test_clips)
+    flow = evaluate_clips(flow_scores, labels)
+    loop_fps = plain_loop(test_clips, cfg)
+
+    h, w = cfg.features.input_size
+    rows = [
+        (
+            "vidgru (GRU, Ray pipeline)",
+            summary["micro_auc"],
+            summary["micro_auc_normalised"],
+            summary["macro_auc"],
+            f"{fps:.1f} (`analyze`, end to end)",
+        ),
+        (
+            "flow baseline (max cell flow)",
+            flow.micro_auc,
+            flow.micro_auc_normalised,
+            flow.macro_auc,
+            f"{flow_fps:.1f} (decode + Farneback)",
+        ),
+        (f"plain decode + backbone loop ({h}x{w})", None, None, None, f"{loop_fps:.1f}"),
+    ]
+
+    def f(v: float | None) -> str:
+        return "" if v is None else f"{v:.4f}"
+
+    table = [
+        "| method | micro AUC raw | micro AUC normalised | macro AUC | frames/s |",
+        "|---|---|---|---|---|",
+    ]
+    table += [f"| {n} | {f(a)} | {f(b)} | {f(c)} | {s} |" for n, a, b, c, s in rows]
+    cpu = next(
+        (
+            ln.split(":")[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    text = "\n".join(
+        [
+            BEGIN,
+            f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({cpu}), no GPU, torch "
+            f"{torch.__version__}. Command: `python benchmarks/ped2.py --write`"
+            + (f" with `--config {args.config}`" if args.config else "")
+            + ".",
+            "",
+            *table,
+            "",
+            f"Training on the 16 normal clips: {train_s:.0f} s wall (`vidgru train`, features and GRU). "
+            f"Evaluation of the 12 test clips: {eval_s:.0f} s wall (`vidgru evaluate`, Ray start-up included). "
+            f"Event precision {f(summary['event_precision'])}, recall {f(summary['event_recall'])} at threshold "
+            f"{summary['threshold']:g}.",
+            END,
+        ]
+    )
+    print(text)
+    if args.write:
+        bench = ROOT / "BENCHMARKS.md"
+        current = bench.read_text()
+        if BEGIN in current:
+            current = current[: current.index(BEGIN)] + text + current[current.index(END) + len(END) :]
+        else:
+            current += "\n## UCSD Ped2: detection quality and speed\n\n" + text + "\n"
+        bench.write_text(current)
+
+
+if __name__ == "__main__":
+    main()
