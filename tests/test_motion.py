@@ -30,12 +30,13 @@ def _moving_square(t: int) -> np.ndarray:
     return img
 
 
-def test_speedup_doubles_object_speed() -> None:
-    motion = MotionAnalyzer(MotionConfig(), speedups=(2.0, 1.5))
+def test_speedups_scale_the_motion() -> None:
+    motion = MotionAnalyzer(MotionConfig(size=(120, 180)), speedups=(2.0, 1.5))
     samples = [motion.push(_moving_square(t)) for t in range(8)]
     last = samples[-1]
     assert last.synthetic is not None and last.synthetic.shape == (2, 96, N_MOTION)
     real = last.stats[:, SPEED].max()
     assert 1.2 < real < 2.8  # 4 px/frame at full size is 2 at the half-size flow
-    assert 1.6 < last.synthetic[0, :, SPEED].max() / real < 2.4
+    assert np.isclose(last.synthetic[0, :, SPEED].max(), 2.0 * real, rtol=1e-4)
     assert np.isclose(last.synthetic[1, :, 0].max(), 1.5 * last.stats[:, 0].max(), rtol=1e-4)
+    np.testing.assert_array_equal(last.synthetic[:, :, MOVING], np.stack([last.stats[:, MOVING]] * 2))

@@ -28,7 +28,8 @@ class FrameBatch:
     clip: str
     start: int  # index of the first frame in the clip
     fps: float
-    cnn_input: np.ndarray
+    cnn_input: np.ndarray  # only the frames the CNN runs on
+    cnn_rows: np.ndarray  # (B,) for each frame, its row in cnn_input (the last CNN frame at or before it)
     motion: np.ndarray
     synthetic: np.ndarray | None = None  # (B, n_speedups, cells, N_MOTION), training only
     report: DecodeReport | None = None  # set on the clip's last batch
@@ -94,7 +95,9 @@ def frame_batches(
     motion = MotionAnalyzer(cfg.motion, speedups)
     height, width = cfg.features.input_size
     size = cfg.features.batch_size
+    every = cfg.features.interval + 1
     images: list[np.ndarray] = []
+    rows: list[int] = []
     stats: list[np.ndarray] = []
     fakes: list[np.ndarray] = []
     start = 0
@@ -105,31 +108,35 @@ def frame_batches(
             start=start,
             fps=reader.fps,
             cnn_input=np.stack(images),
+            cnn_rows=np.asarray(rows, np.int64),
             motion=np.stack(stats),
             synthetic=np.stack(fakes) if fakes else None,
         )
 
     for index, frame in reader:
         sample = motion.push(frame)
-        small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        images.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        # A batch's first frame always runs the CNN, so every frame has features within its own batch.
+        if not rows or index % every == 0:
+            small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            images.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        rows.append(len(images) - 1)
         stats.append(sample.stats)
         if sample.synthetic is not None:
             fakes.append(sample.synthetic)
-        if len(images) == size:
+        if len(rows) == size:
             yield flush()
-            images, stats, fakes, start = [], [], [], index + 1
+            images, rows, stats, fakes, start = [], [], [], [], index + 1
     # The last batch carries the decode report, even when it holds no frames.
-    last = (
-        flush()
-        if images
-        else FrameBatch(
-            clip.name,
-            start,
-            reader.fps,
-            np.zeros((0, height, width, 3), np.uint8),
-            np.zeros((0, motion.n_cells, N_MOTION), np.float32),
+    if rows:
+        last = flush()
+    else:
+        last = FrameBatch(
+            clip=clip.name,
+            start=start,
+            fps=reader.fps,
+            cnn_input=np.zeros((0, height, width, 3), np.uint8),
+            cnn_rows=np.zeros(0, np.int64),
+            motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
         )
-    )
     last.report = reader.report
     yield last

@@ -37,7 +37,7 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         start=batch.start,
         fps=batch.fps,
         motion=batch.motion,
-        appearance=extractor(batch.cnn_input),
+        appearance=extractor(batch.cnn_input)[batch.cnn_rows],
         synthetic=batch.synthetic,
         report=batch.report,
     )

@@ -28,8 +28,11 @@ class RayFeaturePipeline:
         self.cfg = cfg
         ensure_ray(cfg.ray)
         cpus = cluster_cpus()
-        n_actors = cfg.ray.cnn_actors or max(1, cpus // 2)
-        self.decoders = cfg.ray.decoders or max(1, cpus - n_actors)
+        n_actors = cfg.ray.cnn_actors or max(1, cpus // 3)
+        self.decoders = cfg.ray.decoders or cpus
+        # Decoders ask for a share of what the actors leave, so that all of them run at once: flow costs
+        # about twice the CNN per frame, and one decoder per CNN actor would leave the actor idle.
+        self.decode_cpus = max(0.1, (cpus - n_actors) / self.decoders)
         self.actors = [FeatureActor.remote(cfg.features, cfg.motion.grid) for _ in range(n_actors)]
         # Loading weights in every actor fails fast here, with the actor's own error.
         weights = ray.get([a.weights.remote() for a in self.actors])

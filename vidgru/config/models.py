@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,7 +22,19 @@ class BackboneConfig(StrictModel):
         14, ge=1, le=19, description="How many blocks of the backbone's feature stack to run."
     )
     input_size: tuple[int, int] = Field((128, 192), description="Frame size fed to the CNN, [height, width].")
-    batch_size: int = Field(16, ge=1, le=1024, description="Frames per CNN call.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Frames per batch sent to a CNN actor (the CNN runs on fewer if interval > 0).",
+    )
+    interval: int = Field(
+        1,
+        ge=0,
+        le=30,
+        description="Frames skipped between CNN runs; skipped frames reuse the last features (as DeepStream's "
+        "nvinfer interval). Motion is still measured on every frame.",
+    )
 
     @model_validator(mode="after")
     def _positive_size(self) -> BackboneConfig:
@@ -36,7 +48,7 @@ class MotionConfig(StrictModel):
 
     method: Literal["farneback", "dis"] = Field("farneback", description="OpenCV optical-flow algorithm.")
     size: tuple[int, int] = Field(
-        (120, 180), description="Frame size at which flow is computed, [height, width]; divisible by grid."
+        (240, 360), description="Frame size at which flow is computed, [height, width]; divisible by grid."
     )
     grid: tuple[int, int] = Field((8, 12), description="Cells the frame is split into, [rows, cols].")
     moving_threshold: float = Field(
@@ -58,16 +70,16 @@ class TemporalConfig(StrictModel):
     hidden: int = Field(32, ge=4, le=512, description="GRU hidden size.")
     position_dim: int = Field(8, ge=0, le=64, description="Size of the learned per-cell position embedding.")
     appearance_components: int = Field(
-        8, ge=0, le=64, description="PCA components of the CNN features kept per cell (0: motion only)."
+        16, ge=0, le=64, description="PCA components of the CNN features kept per cell (0: motion only)."
     )
-    speedups: list[float] = Field(
-        [2.0, 1.5],
-        description="Synthetic anomalies made from normal clips: 2.0 uses flow across two frames, other "
-        "values scale the flow field. Each is a positive class for the GRU.",
+    speedups: list[Annotated[float, Field(gt=1.0)]] = Field(
+        [1.5, 2.0],
+        description="Synthetic anomalies made from normal clips: the flow field scaled by each factor, as if "
+        "everything moved that much faster. They are the GRU's positive examples.",
     )
     epochs: int = Field(2, ge=1, le=100, description="Training passes over the windows.")
     ensemble: int = Field(
-        3, ge=1, le=16, description="GRUs trained with different seeds; their logits average."
+        5, ge=1, le=16, description="GRUs trained with different seeds; their logits average."
     )
     learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
     batch_size: int = Field(2048, ge=16, description="Windows per training step.")
@@ -112,7 +124,10 @@ class RayConfig(StrictModel):
         None, ge=1, description="CNN actors in the pool; null sizes it to the CPUs."
     )
     decoders: int | None = Field(
-        None, ge=1, description="Clips decoded at once; null sizes it to the CPUs left by the CNN actors."
+        None,
+        ge=1,
+        description="Clips decoded at once (decoding includes optical flow, the costliest stage); null: one per "
+        "CPU. They share the CPUs the CNN actors leave.",
     )
 
 
