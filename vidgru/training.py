@@ -81,7 +81,7 @@ def build_training_set(
         neg_c.append(c_idx)
         if f.synthetic is None:
             raise TrainingError(
-                f"{f.clip.name}: no synthetic motion was computed; train through fit pipeline"
+                f"{f.clip.name}: features were extracted without synthetic speed-ups; extract with synthetic=True"
             )
         for j in range(f.synthetic.shape[1]):
             fast = f.synthetic[:, j]

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 import ray
+from ray import ObjectRefGenerator
 from ray.util import ActorPool
 
 from vidgru.batches import ClipFeatures, FeatureBatch
@@ -39,16 +40,16 @@ class RayFeaturePipeline:
         self.weights: dict[str, str] = weights[0]
         self.pool = ActorPool(self.actors)
 
-    def _start(self, clip: Clip, synthetic: bool):
-        return decode_clip.options(_generator_backpressure_num_objects=_AHEAD).remote(
-            clip, self.cfg, synthetic
-        )
+    def _start(self, clip: Clip, synthetic: bool) -> ObjectRefGenerator:
+        return decode_clip.options(
+            num_cpus=self.decode_cpus, _generator_backpressure_num_objects=_AHEAD
+        ).remote(clip, self.cfg, synthetic)
 
     def run(
         self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
     ) -> Iterator[ClipFeatures]:
         waiting = deque(clips)
-        decoding: deque = deque()
+        decoding: deque[tuple[Clip, ObjectRefGenerator]] = deque()
 
         def refill() -> None:
             while waiting and len(decoding) < self.decoders:
