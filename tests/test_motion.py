@@ -1,7 +1,7 @@
 import numpy as np
 
 from vidgru.config import MotionConfig
-from vidgru.motion import MOTION_FEATURES, N_MOTION, MotionAnalyzer, cell_statistics
+from vidgru.motion import MOTION_FEATURES, N_MOTION, MotionAnalyzer, cell_statistics, speed_up
 
 SPEED = MOTION_FEATURES.index("object_speed")
 MOVING = MOTION_FEATURES.index("moving_fraction")
@@ -31,12 +31,12 @@ def _moving_square(t: int) -> np.ndarray:
 
 
 def test_speedups_scale_the_motion() -> None:
-    motion = MotionAnalyzer(MotionConfig(size=(120, 180)), speedups=(2.0, 1.5))
-    samples = [motion.push(_moving_square(t)) for t in range(8)]
-    last = samples[-1]
-    assert last.synthetic is not None and last.synthetic.shape == (2, 96, N_MOTION)
-    real = last.stats[:, SPEED].max()
+    motion = MotionAnalyzer(MotionConfig(size=(120, 180)))
+    stats = [motion.push(_moving_square(t)) for t in range(8)][-1]
+    fast = np.stack([speed_up(stats, 2.0), speed_up(stats, 1.5)])
+    assert fast.shape == (2, 96, N_MOTION)
+    real = stats[:, SPEED].max()
     assert 1.2 < real < 2.8  # 4 px/frame at full size is 2 at the half-size flow
-    assert np.isclose(last.synthetic[0, :, SPEED].max(), 2.0 * real, rtol=1e-4)
-    assert np.isclose(last.synthetic[1, :, 0].max(), 1.5 * last.stats[:, 0].max(), rtol=1e-4)
-    np.testing.assert_array_equal(last.synthetic[:, :, MOVING], np.stack([last.stats[:, MOVING]] * 2))
+    assert np.isclose(fast[0, :, SPEED].max(), 2.0 * real, rtol=1e-4)
+    assert np.isclose(fast[1, :, 0].max(), 1.5 * stats[:, 0].max(), rtol=1e-4)
+    np.testing.assert_array_equal(fast[:, :, MOVING], np.stack([stats[:, MOVING]] * 2))

@@ -31,7 +31,6 @@ class FrameBatch:
     cnn_input: np.ndarray  # only the frames the CNN runs on
     cnn_rows: np.ndarray  # (B,) for each frame, its row in cnn_input (the last CNN frame at or before it)
     motion: np.ndarray
-    synthetic: np.ndarray | None = None  # (B, n_speedups, cells, N_MOTION), training only
     report: DecodeReport | None = None  # set on the clip's last batch
 
 
@@ -42,7 +41,6 @@ class FeatureBatch:
     fps: float
     motion: np.ndarray
     appearance: np.ndarray  # (B, cells, channels)
-    synthetic: np.ndarray | None = None
     report: DecodeReport | None = None
 
 
@@ -54,7 +52,6 @@ class ClipFeatures:
     fps: float
     motion: np.ndarray  # (T, cells, N_MOTION)
     appearance: np.ndarray  # (T, cells, channels)
-    synthetic: np.ndarray | None
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
 
     @property
@@ -64,16 +61,12 @@ class ClipFeatures:
     @classmethod
     def from_batches(cls, clip: Clip, batches: list[FeatureBatch]) -> ClipFeatures:
         batches = sorted(batches, key=lambda b: b.start)
-        synthetic = None
-        if batches[0].synthetic is not None:
-            synthetic = np.concatenate([b.synthetic for b in batches if b.synthetic is not None])
         report = next((b.report for b in batches if b.report is not None), DecodeReport(clip.name))
         return cls(
             clip=clip,
             fps=batches[0].fps,
             motion=np.concatenate([b.motion for b in batches]),
             appearance=np.concatenate([b.appearance for b in batches]),
-            synthetic=synthetic,
             report=report,
         )
 
@@ -87,19 +80,15 @@ def probe_clip(clip: Clip) -> int | None:
     return reader.report.expected
 
 
-def frame_batches(
-    clip: Clip, cfg: VidgruConfig, synthetic: bool = False, fps: float | None = None
-) -> Iterator[FrameBatch]:
+def frame_batches(clip: Clip, cfg: VidgruConfig, fps: float | None = None) -> Iterator[FrameBatch]:
     reader = FrameReader(clip, fps=fps)
-    speedups = tuple(cfg.temporal.speedups) if synthetic else ()
-    motion = MotionAnalyzer(cfg.motion, speedups)
+    motion = MotionAnalyzer(cfg.motion)
     height, width = cfg.features.input_size
     size = cfg.features.batch_size
     every = cfg.features.interval + 1
     images: list[np.ndarray] = []
     rows: list[int] = []
     stats: list[np.ndarray] = []
-    fakes: list[np.ndarray] = []
     start = 0
 
     def flush() -> FrameBatch:
@@ -110,22 +99,19 @@ def frame_batches(
             cnn_input=np.stack(images),
             cnn_rows=np.asarray(rows, np.int64),
             motion=np.stack(stats),
-            synthetic=np.stack(fakes) if fakes else None,
         )
 
     for index, frame in reader:
-        sample = motion.push(frame)
+        stat = motion.push(frame)
         # A batch's first frame always runs the CNN, so every frame has features within its own batch.
         if not rows or index % every == 0:
             small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             images.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
         rows.append(len(images) - 1)
-        stats.append(sample.stats)
-        if sample.synthetic is not None:
-            fakes.append(sample.synthetic)
+        stats.append(stat)
         if len(rows) == size:
             yield flush()
-            images, rows, stats, fakes, start = [], [], [], [], index + 1
+            images, rows, stats, start = [], [], [], index + 1
     # The last batch carries the decode report, even when it holds no frames.
     if rows:
         last = flush()

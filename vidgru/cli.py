@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -358,6 +357,7 @@ def demo(
     from vidgru.config import VidgruConfig
     from vidgru.demo import make_demo_footage
     from vidgru.jobs import analyze_clips, train_model
+    from vidgru.metrics import load_labels, overlaps
     from vidgru.sinks import JsonlSink
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
@@ -399,10 +399,10 @@ def demo(
             )
         finally:
             sink.close()
-    labels = json.loads(footage.labels.read_text())["videos"]
+    labels = load_labels(footage.labels)
     for result in results:
-        truth = labels[result.clip.name]["anomalous"]
-        found = sum(any(e.start_frame < hi and e.end_frame >= lo for e in result.events) for lo, hi in truth)
+        truth = labels[result.clip.name].anomalous
+        _, found = overlaps([(e.start_frame, e.end_frame) for e in result.events], truth)
         out_console.print(
             f"{result.clip.name}: {len(result.events)} event(s); {found} of {len(truth)} staged intrusions found",
             highlight=False,

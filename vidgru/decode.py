@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -93,17 +93,25 @@ class FrameReader:
             yield frame
 
 
-def read_frame(clip: Clip, index: int) -> np.ndarray | None:
-    """One frame by index (for thumbnails). Grabs sequentially, since seeking is inexact in many codecs."""
+def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """Frames by index (for thumbnails), in one sequential pass: seeking is inexact in many codecs."""
+    wanted = set(indices)
     if clip.kind == "frames":
         paths = clip.frame_paths()
-        return cv2.imread(str(paths[index])) if 0 <= index < len(paths) else None
+        return {i: f for i in wanted if 0 <= i < len(paths) and (f := cv2.imread(str(paths[i]))) is not None}
+    found: dict[int, np.ndarray] = {}
+    last = max(wanted, default=-1)
     cap = cv2.VideoCapture(str(clip.path))
     try:
-        for _ in range(index):
-            if not cap.grab():
-                return None
-        ok, frame = cap.read()
-        return frame if ok else None
+        for index in range(last + 1):
+            if index in wanted:
+                ok, frame = cap.read()
+                if ok:
+                    found[index] = frame
+            else:
+                ok = cap.grab()
+            if not ok:
+                break
+        return found
     finally:
         cap.release()

@@ -18,7 +18,7 @@ import numpy as np
 
 from vidgru.batches import ClipFeatures
 from vidgru.config import EventsConfig, VidgruConfig
-from vidgru.decode import DecodeReport, read_frame
+from vidgru.decode import DecodeReport, read_frames
 from vidgru.events import Event, EventDetector
 from vidgru.model_store import save_model
 from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail
@@ -37,7 +37,7 @@ def train_model(
     on_frames: FramesDone | None = None,
     progress: Progress | None = None,
 ) -> tuple[TrainedModel, list[DecodeReport]]:
-    features = list(pipeline.run(clips, synthetic=True, on_frames=on_frames))
+    features = list(pipeline.run(clips, on_frames=on_frames))
     model = fit_model(features, cfg, pipeline.weights, progress)
     model.meta["decode_problems"] = [f.report.problem for f in features if f.report.problem]
     save_model(model, out)
@@ -86,8 +86,9 @@ def analyze_clips(
     for features in pipeline.run(clips, on_frames=on_frames):
         raw, scores, cells = score_clip(features, model)
         events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
+        peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
         for event in events:
-            frame = read_frame(features.clip, event.peak_frame)
+            frame = peaks.get(event.peak_frame)
             if frame is not None:
                 event.box = cell_box(event.peak_cell, grid, frame.shape)
                 if thumbnails is not None:

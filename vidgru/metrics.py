@@ -77,6 +77,14 @@ def load_labels(path: str | Path) -> dict[str, ClipLabels]:
     return labels
 
 
+def overlaps(events: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """Events ``(start, end_inclusive)`` against labelled ``[start, end)`` ranges: how many events hit a
+    range, and how many ranges some event hits."""
+    true_events = sum(any(a < hi and b >= lo for lo, hi in ranges) for a, b in events)
+    found = sum(any(a < hi and b >= lo for a, b in events) for lo, hi in ranges)
+    return true_events, found
+
+
 def minmax(scores: np.ndarray) -> np.ndarray:
     span = scores.max() - scores.min()
     return (scores - scores.min()) / span if span > 0 else np.zeros_like(scores)
@@ -134,8 +142,7 @@ def evaluate_clips(
         raw.append(s)
         norm.append(minmax(s))
         clip_events = (events or {}).get(name, [])
-        true_events = sum(any(a < hi and b >= lo for lo, hi in lab.anomalous) for a, b in clip_events)
-        found = sum(any(a < hi and b >= lo for a, b in clip_events) for lo, hi in lab.anomalous)
+        true_events, found = overlaps(clip_events, lab.anomalous)
         per_clip.append(
             ClipMetrics(
                 name,

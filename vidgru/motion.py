@@ -13,8 +13,6 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
@@ -85,21 +83,11 @@ def speed_up(stats: np.ndarray, factor: float) -> np.ndarray:
     return np.where(_LINEAR_IN_SPEED, stats * np.float32(factor), stats).astype(np.float32)
 
 
-@dataclass
-class MotionSample:
-    stats: np.ndarray  # (cells, N_MOTION)
-    synthetic: np.ndarray | None  # (len(speedups), cells, N_MOTION): the same frame as if things moved faster
-
-
 class MotionAnalyzer:
-    """Keeps the previous frame of one stream and summarises the flow into each new frame.
+    """Keeps the previous frame of one stream and summarises the flow into each new frame."""
 
-    ``speedups`` adds synthetic anomalies for training: see :func:`speed_up`.
-    """
-
-    def __init__(self, cfg: MotionConfig, speedups: tuple[float, ...] = ()) -> None:
+    def __init__(self, cfg: MotionConfig) -> None:
         self.cfg = cfg
-        self.speedups = speedups
         self._prev: np.ndarray | None = None
         if cfg.method == "dis":
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
@@ -119,7 +107,8 @@ class MotionAnalyzer:
     def _stats(self, flow: np.ndarray) -> np.ndarray:
         return cell_statistics(flow, self.cfg.grid, self.cfg.moving_threshold)
 
-    def push(self, frame_bgr: np.ndarray) -> MotionSample:
+    def push(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Statistics ``(cells, N_MOTION)`` of the flow from the previous frame into this one."""
         height, width = self.cfg.size
         if frame_bgr.shape[:2] != (height, width):
             frame_bgr = cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_AREA)
@@ -129,6 +118,4 @@ class MotionAnalyzer:
         # against 0.965/0.970, so forward it is. The first frame has zero flow.
         flow = self._flow(self._prev if self._prev is not None else gray, gray)
         self._prev = gray
-        stats = self._stats(flow)
-        synthetic = np.stack([speed_up(stats, s) for s in self.speedups]) if self.speedups else None
-        return MotionSample(stats, synthetic)
+        return self._stats(flow)

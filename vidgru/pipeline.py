@@ -26,9 +26,7 @@ FramesDone = Callable[[int], None]
 class FeaturePipeline(Protocol):
     weights: dict[str, str]
 
-    def run(
-        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
-    ) -> Iterator[ClipFeatures]: ...
+    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]: ...
 
 
 def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureBatch:
@@ -38,7 +36,6 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         fps=batch.fps,
         motion=batch.motion,
         appearance=extractor(batch.cnn_input)[batch.cnn_rows],
-        synthetic=batch.synthetic,
         report=batch.report,
     )
 
@@ -49,12 +46,10 @@ class LocalFeaturePipeline:
         self.extractor = FeatureExtractor(cfg.features, cfg.motion.grid)
         self.weights = self.extractor.weights.describe()
 
-    def run(
-        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
-    ) -> Iterator[ClipFeatures]:
+    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]:
         for clip in clips:
             batches = []
-            for batch in frame_batches(clip, self.cfg, synthetic):
+            for batch in frame_batches(clip, self.cfg):
                 batches.append(extract_features(self.extractor, batch))
                 if on_frames:
                     on_frames(len(batch.motion))

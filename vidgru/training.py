@@ -26,7 +26,7 @@ from vidgru.batches import ClipFeatures
 from vidgru.config import VidgruConfig
 from vidgru.descriptors import DescriptorSpace
 from vidgru.errors import TrainingError
-from vidgru.motion import MOTION_FEATURES
+from vidgru.motion import MOTION_FEATURES, speed_up
 from vidgru.scoring import Calibration, frame_scores
 from vidgru.temporal import TemporalModel
 
@@ -79,12 +79,8 @@ def build_training_set(
         t_idx, c_idx = t_idx.ravel(), c_idx.ravel()
         neg_x.append(_windows(desc, t_idx, c_idx, window))
         neg_c.append(c_idx)
-        if f.synthetic is None:
-            raise TrainingError(
-                f"{f.clip.name}: features were extracted without synthetic speed-ups; extract with synthetic=True"
-            )
-        for j in range(f.synthetic.shape[1]):
-            fast = f.synthetic[:, j]
+        for factor in cfg.temporal.speedups:
+            fast = speed_up(f.motion, factor)
             moving = fast[t_idx, c_idx, _MOVING] > 0.02
             fake = space.transform(fast, f.appearance)
             pos_x.append(_windows(fake, t_idx[moving], c_idx[moving], window))
@@ -189,6 +185,5 @@ def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
         fps=f.fps,
         motion=f.motion[lo:hi],
         appearance=f.appearance[lo:hi],
-        synthetic=None if f.synthetic is None else f.synthetic[lo:hi],
         report=f.report,
     )

@@ -11,7 +11,7 @@ from vidgru.sources import Clip
 
 
 @ray.remote(num_cpus=1)
-def decode_clip(clip: Clip, cfg: VidgruConfig, synthetic: bool) -> Iterator[FrameBatch]:
+def decode_clip(clip: Clip, cfg: VidgruConfig) -> Iterator[FrameBatch]:
     """Streaming task: one clip's frame batches, in order, with motion statistics attached."""
     cv2.setNumThreads(1)  # one core per task; Ray schedules the parallelism
-    yield from frame_batches(clip, cfg, synthetic)
+    yield from frame_batches(clip, cfg)

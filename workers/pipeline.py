@@ -40,21 +40,19 @@ class RayFeaturePipeline:
         self.weights: dict[str, str] = weights[0]
         self.pool = ActorPool(self.actors)
 
-    def _start(self, clip: Clip, synthetic: bool) -> ObjectRefGenerator:
+    def _start(self, clip: Clip) -> ObjectRefGenerator:
         return decode_clip.options(
             num_cpus=self.decode_cpus, _generator_backpressure_num_objects=_AHEAD
-        ).remote(clip, self.cfg, synthetic)
+        ).remote(clip, self.cfg)
 
-    def run(
-        self, clips: Sequence[Clip], synthetic: bool = False, on_frames: FramesDone | None = None
-    ) -> Iterator[ClipFeatures]:
+    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]:
         waiting = deque(clips)
         decoding: deque[tuple[Clip, ObjectRefGenerator]] = deque()
 
         def refill() -> None:
             while waiting and len(decoding) < self.decoders:
                 clip = waiting.popleft()
-                decoding.append((clip, self._start(clip, synthetic)))
+                decoding.append((clip, self._start(clip)))
 
         refill()
         while decoding:

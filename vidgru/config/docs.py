@@ -24,7 +24,7 @@ def _scalar(value: object) -> str:
 def render_default_yaml() -> str:
     lines = [HEADER]
     defaults = VidgruConfig()
-    for section, field in VidgruConfig.model_fields.items():
+    for section in VidgruConfig.model_fields:
         model: BaseModel = getattr(defaults, section)
         doc = (type(model).__doc__ or "").strip()
         lines.append(f"{section}:  # {doc}" if doc else f"{section}:")
@@ -35,7 +35,6 @@ def render_default_yaml() -> str:
             value = list(value) if isinstance(value, tuple) else value
             lines.append(f"  {key}: {_scalar(value)}")
         lines.append("")
-        del field
     return "\n".join(lines)
 
 

@@ -74,8 +74,8 @@ class TemporalConfig(StrictModel):
     )
     speedups: list[Annotated[float, Field(gt=1.0)]] = Field(
         [1.5, 2.0],
-        description="Synthetic anomalies made from normal clips: the flow field scaled by each factor, as if "
-        "everything moved that much faster. They are the GRU's positive examples.",
+        description="Synthetic anomalies made from normal clips: their speed statistics scaled by each factor "
+        "(the moving pixels kept), as if everything moved that much faster. The GRU's positive examples.",
     )
     epochs: int = Field(2, ge=1, le=100, description="Training passes over the windows.")
     ensemble: int = Field(
