@@ -44,10 +44,22 @@ class Event:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self, kind: str) -> dict[str, Any]:
-        record = {"schema_version": SCHEMA_VERSION, "type": kind, **asdict(self)}
+        record = {"schema_version": SCHEMA_VERSION, "type": kind, "camera": self.source, **asdict(self)}
         record.update(record.pop("extra"))
         record["peak_score"] = round(self.peak_score, 4)
         return record
+
+
+def camera_status_record(camera: str, online: bool, time: str, message: str = "") -> dict[str, Any]:
+    """A camera going offline or coming back; ``time`` is ISO-8601 UTC. Every sink takes it like an event."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "camera_online" if online else "camera_offline",
+        "id": str(uuid.uuid4()),
+        "camera": camera,
+        "time": time,
+        "message": message,
+    }
 
 
 @dataclass
