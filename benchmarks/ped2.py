@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from bench_report import cpu_name, markers, write_section
 
 from vidgru.config import VidgruConfig, load_config
 from vidgru.features import FeatureExtractor
@@ -35,7 +35,7 @@ from vidgru.sources import discover_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 PED2 = ROOT.parent / "shared" / "datasets" / "ucsd_ped2"
-BEGIN, END = "<!-- ped2:begin -->", "<!-- ped2:end -->"
+BEGIN, END = markers("ped2")
 
 
 def run(*args: str) -> tuple[str, float]:
@@ -157,14 +157,7 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     table += [f"| {n} | {f(a)} | {f(b)} | {f(c)} | {s} |" for n, a, b, c, s in rows]
-    cpu = next(
-        (
-            ln.split(":")[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_name()
     text = "\n".join(
         [
             BEGIN,
@@ -184,13 +177,9 @@ def main() -> None:
     )
     print(text)
     if args.write:
-        bench = ROOT / "BENCHMARKS.md"
-        current = bench.read_text()
-        if BEGIN in current:
-            current = current[: current.index(BEGIN)] + text + current[current.index(END) + len(END) :]
-        else:
-            current += "\n## UCSD Ped2: detection quality and speed\n\n" + text + "\n"
-        bench.write_text(current)
+        write_section(
+            "ped2", "UCSD Ped2: detection quality and speed", text.removeprefix(BEGIN).removesuffix(END)
+        )
 
 
 if __name__ == "__main__":

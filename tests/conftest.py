@@ -77,3 +77,108 @@ def ray_local():
     ensure_ray(fast_config().ray)
     yield
     ray.shutdown()
+
+
+# Real servers for the event sinks (tests/servers.py), each on a free port in its own temp folder.
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):
+    from tests.servers import Mosquitto
+
+    server = Mosquitto(tmp_path / "mosquitto")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook():
+    from tests.servers import WebhookReceiver
+
+    receiver = WebhookReceiver(secret="test-secret")
+    yield receiver
+    receiver.close()
+
+
+# The events service (tests/test_serve.py, tests/test_web.py): one real `vidgru analyze` run, served by a
+# real `vidgru serve` process with a bearer token.
+
+SERVE_TOKEN = "test-token-7f3a"
+
+
+@pytest.fixture(scope="session")
+def analyzed(
+    clips: dict[str, Path], model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """`vidgru analyze` over the intruder clip: events JSONL (with thumbnails, 1 s clips and timelines),
+    every frame's score, and the metrics folder the run wrote to (VIDGRU_METRICS_DIR)."""
+    root = tmp_path_factory.mktemp("analyzed")
+    config = root / "run.yaml"
+    config.write_text(FAST_CONFIG + "events:\n  threshold: 1.0\n  clip_seconds: 1.0\n")
+    paths = {
+        "events": root / "out" / "events.jsonl",
+        "scores": root / "out" / "scores.csv",
+        "metrics": root / "metrics",
+        "root": root,
+    }
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "VIDGRU_METRICS_DIR": str(paths["metrics"])}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vidgru",
+            "analyze",
+            str(clips["intruder"]),
+            "--model",
+            str(model_dir),
+            "--events",
+            str(paths["events"]),
+            "--scores",
+            str(paths["scores"]),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    assert paths["events"].read_text().strip(), "the intruder clip gave no event: the serve tests need some"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def review_server(analyzed: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """`vidgru serve` on a free port over the analyze run's events and metrics, token required."""
+    from tests.serve_process import ServeProcess
+    from tests.servers import free_port
+
+    server = ServeProcess(
+        [
+            "--events",
+            str(analyzed["events"]),
+            "--metrics-dir",
+            str(analyzed["metrics"]),
+            "--marks",
+            str(tmp_path_factory.mktemp("review") / "review.sqlite"),
+        ],
+        free_port(),
+        token=SERVE_TOKEN,
+        cwd=analyzed["root"],
+    )
+    server.start()
+    yield server
+    server.stop()

@@ -203,3 +203,19 @@ def test_ped2_train_then_analyze_test_04(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(read_scores(scores)) == 180
+
+
+def test_a_model_from_before_changed_region_flow_keeps_whole_frame_flow(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from vidgru.model_store import load_model
+
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    config = old / "config.yaml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(line for line in lines if "change_threshold" not in line) + "\n")
+    assert load_model(old).config.motion.change_threshold == 0
+    assert load_model(model_dir).config.motion.change_threshold == 8

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 
 from vidgru.config import MotionConfig
@@ -40,3 +41,27 @@ def test_speedups_scale_the_motion() -> None:
     assert np.isclose(fast[0, :, SPEED].max(), 2.0 * real, rtol=1e-4)
     assert np.isclose(fast[1, :, 0].max(), 1.5 * stats[:, 0].max(), rtol=1e-4)
     np.testing.assert_array_equal(fast[:, :, MOVING], np.stack([stats[:, MOVING]] * 2))
+
+
+def _small_walker(t: int, noise: np.random.Generator) -> np.ndarray:
+    """A 10x22 ellipse moving 1.5 px/frame over a textured background with sensor noise."""
+    base = np.full((240, 360), 120, np.float32)
+    base[:, ::40] -= 15
+    img = cv2.cvtColor(np.clip(base, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    cv2.ellipse(img, (int(60 + 1.5 * t), 120), (5, 11), 0, 0, 360, (60, 160, 200), -1)
+    noisy = img.astype(np.float32) + noise.normal(0, 2.0, img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def test_changed_region_flow_sees_a_small_slow_walker_and_matches_whole_frame_flow() -> None:
+    noise = np.random.default_rng(1)
+    frames = [_small_walker(t, noise) for t in range(6)]
+    regions, whole = MotionAnalyzer(MotionConfig()), MotionAnalyzer(MotionConfig(change_threshold=0))
+    for frame in frames:
+        a, b = regions.push(frame), whole.push(frame)
+    walker_cells = {3 * 12 + 2, 4 * 12 + 2}  # x 62-72, y 109-131: column 2, rows 3 and 4
+    assert {int(a[:, SPEED].argmax()), int(b[:, SPEED].argmax())} <= walker_cells
+    assert 0.8 < a[:, SPEED].max() < 2.5
+    assert abs(a[:, SPEED].max() - b[:, SPEED].max()) < 0.3
+    # Still places get no flow at all, where whole-frame flow reads noise.
+    assert (a[:, 2] > 0).sum() < 12

@@ -21,6 +21,7 @@ from vidgru.config import VidgruConfig
 from vidgru.decode import DecodeReport, FrameReader
 from vidgru.motion import N_MOTION, MotionAnalyzer
 from vidgru.sources import Clip
+from vidgru.tampering import TamperChange, TamperDetector, TamperReference
 
 
 @dataclass
@@ -32,6 +33,7 @@ class FrameBatch:
     cnn_rows: np.ndarray  # (B,) for each frame, its row in cnn_input (the last CNN frame at or before it)
     motion: np.ndarray
     report: DecodeReport | None = None  # set on the clip's last batch
+    tamper: list[TamperChange] = field(default_factory=list)  # tampering episodes opened/closed in it
 
 
 @dataclass
@@ -42,6 +44,7 @@ class FeatureBatch:
     motion: np.ndarray
     appearance: np.ndarray  # (B, cells, channels)
     report: DecodeReport | None = None
+    tamper: list[TamperChange] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class ClipFeatures:
     motion: np.ndarray  # (T, cells, N_MOTION)
     appearance: np.ndarray  # (T, cells, channels)
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
+    tamper: list[TamperChange] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -68,6 +72,7 @@ class ClipFeatures:
             motion=np.concatenate([b.motion for b in batches]),
             appearance=np.concatenate([b.appearance for b in batches]),
             report=report,
+            tamper=[change for b in batches for change in b.tamper],
         )
 
 
@@ -80,9 +85,14 @@ def probe_clip(clip: Clip) -> int | None:
     return reader.report.expected
 
 
-def frame_batches(clip: Clip, cfg: VidgruConfig, fps: float | None = None) -> Iterator[FrameBatch]:
+def frame_batches(
+    clip: Clip, cfg: VidgruConfig, fps: float | None = None, tamper: TamperReference | None = None
+) -> Iterator[FrameBatch]:
+    """``tamper``: the model's reference picture; given, each batch carries the tampering it saw."""
     reader = FrameReader(clip, fps=fps)
     motion = MotionAnalyzer(cfg.motion)
+    detector = TamperDetector(tamper, cfg.tampering, reader.fps) if tamper is not None else None
+    changes: list[TamperChange] = []
     height, width = cfg.features.input_size
     size = cfg.features.batch_size
     every = cfg.features.interval + 1
@@ -92,17 +102,22 @@ def frame_batches(clip: Clip, cfg: VidgruConfig, fps: float | None = None) -> It
     start = 0
 
     def flush() -> FrameBatch:
-        return FrameBatch(
+        batch = FrameBatch(
             clip=clip.name,
             start=start,
             fps=reader.fps,
             cnn_input=np.stack(images),
             cnn_rows=np.asarray(rows, np.int64),
             motion=np.stack(stats),
+            tamper=changes.copy(),
         )
+        changes.clear()
+        return batch
 
     for index, frame in reader:
         stat = motion.push(frame)
+        if detector is not None:
+            changes.extend(detector.push(frame, index))
         # A batch's first frame always runs the CNN, so every frame has features within its own batch.
         if not rows or index % every == 0:
             small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
@@ -112,7 +127,9 @@ def frame_batches(clip: Clip, cfg: VidgruConfig, fps: float | None = None) -> It
         if len(rows) == size:
             yield flush()
             images, rows, stats, start = [], [], [], index + 1
-    # The last batch carries the decode report, even when it holds no frames.
+    # The last batch carries the decode report and the episodes still open, even when it holds no frames.
+    if detector is not None:
+        changes.extend(detector.close())
     if rows:
         last = flush()
     else:
@@ -123,6 +140,7 @@ def frame_batches(clip: Clip, cfg: VidgruConfig, fps: float | None = None) -> It
             cnn_input=np.zeros((0, height, width, 3), np.uint8),
             cnn_rows=np.zeros(0, np.int64),
             motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
+            tamper=changes.copy(),
         )
     last.report = reader.report
     yield last

@@ -6,9 +6,11 @@ import functools
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -215,9 +217,12 @@ def _model_and_config(
 
     model = load_model(model_dir)
     cfg = model.config.model_copy(deep=True)
+    # Where events go belongs to this run, never to the training run whose config the model kept.
+    cfg.delivery = type(cfg.delivery)()
     if config is not None:
         user = _load_cfg(config, None)
-        cfg.events, cfg.ray = user.events, user.ray
+        cfg.events, cfg.ray, cfg.delivery = user.events, user.ray, user.delivery
+        cfg.tampering = user.tampering
     if address:
         cfg.ray.address = address
     if threshold is not None:
@@ -228,17 +233,20 @@ def _model_and_config(
 def _run_analysis(
     paths: Sequence[Path], model: Any, cfg: Any, events: Path, scores: Path | None
 ) -> list[Any]:
+    from vidgru import telemetry
+    from vidgru.delivery import open_delivery
     from vidgru.jobs import analyze_clips
     from vidgru.outputs import ScoresCsv
-    from vidgru.sinks import JsonlSink
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
+    telemetry.enable()  # VIDGRU_METRICS_DIR, VIDGRU_METRICS_PORT: before anything is counted
     clips = discover_clips(paths)
     total = _expected_frames(clips)
-    sink = JsonlSink(events)
+    sink = open_delivery(cfg.delivery, events)
     csv = ScoresCsv(scores) if scores else None
-    thumbs = events.parent / f"{events.stem}_thumbnails" if cfg.events.thumbnails else None
+    media = cfg.events.thumbnails or cfg.events.clip_seconds > 0
+    thumbs = events.parent / f"{events.stem}_thumbnails" if media else None
     started, results = time.monotonic(), []
     try:
         with _progress() as progress:
@@ -254,6 +262,7 @@ def _run_analysis(
                     csv,
                     thumbs,
                     lambda n: progress.advance(task, n),
+                    cfg.tampering,
                 )
             )
     finally:
@@ -264,7 +273,13 @@ def _run_analysis(
     frames = sum(len(r.scores) for r in results)
     out_console.print(
         f"analysed {frames} frames of {len(clips)} clip(s) in {elapsed:.1f}s ({frames / elapsed:.1f} frames/s): "
-        f"{sum(len(r.events) for r in results)} event(s) -> {events}"
+        f"{sum(len(r.events) for r in results)} event(s)"
+        + (
+            f", {n_tamper} camera tampering episode(s)"
+            if (n_tamper := sum(len(r.tampering) for r in results))
+            else ""
+        )
+        + f" -> {events}"
         + (f", scores -> {scores}" if scores else ""),
         highlight=False,
     )
@@ -355,10 +370,10 @@ def demo(
     """
     _setup_logging(verbose)
     from vidgru.config import VidgruConfig
+    from vidgru.delivery import open_delivery
     from vidgru.demo import make_demo_footage
     from vidgru.jobs import analyze_clips, train_model
     from vidgru.metrics import load_labels, overlaps
-    from vidgru.sinks import JsonlSink
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
@@ -383,7 +398,7 @@ def demo(
             lambda _s, d, n: progress.update(t2, completed=d, total=n, visible=True),
         )
         t3 = progress.add_task("analysing", total=_expected_frames(test_clips))
-        sink = JsonlSink(events_path)
+        sink = open_delivery(cfg.delivery, events_path)
         try:
             results = list(
                 analyze_clips(
@@ -419,6 +434,299 @@ def demo(
         f"done in {time.monotonic() - started:.0f}s",
         highlight=False,
     )
+
+
+@app.command()
+@_handle_errors
+def deliver(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config with a 'delivery' section.")],
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", "-e", help="The run's events JSONL; its outbox is <events>.outbox.sqlite."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to keep trying (default: drain_timeout_s).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Send what an outbox still holds to its sinks, e.g. after a run was killed or a sink was down.
+
+    Every record is stored in the outbox before any sink sees it, and marked per sink once delivered;
+    this sends the rest and exits 0 when nothing is left, or 9 naming the sinks that still lack records.
+    Running 'vidgru analyze' again with the same outbox does the same as a side effect.
+
+    Example: vidgru deliver --config sinks.yaml --events out/events.jsonl
+    """
+    _setup_logging(verbose)
+    from vidgru.delivery import open_delivery, outbox_path
+    from vidgru.errors import DeliveryError
+
+    cfg = _load_cfg(config, None).delivery
+    if not cfg.sinks:
+        raise DeliveryError(f"{config}: 'delivery.sinks' is empty; nothing to deliver to")
+    if events is None and cfg.outbox is None:
+        raise DeliveryError("pass --events (the outbox sits beside it) or set 'delivery.outbox'")
+    if events is not None:
+        cfg.outbox = outbox_path(cfg, events)
+    if not cfg.outbox.is_file():
+        raise DeliveryError(
+            f"no outbox at {cfg.outbox}; pass the --events file of the run, or 'delivery.outbox'"
+        )
+    delivery = open_delivery(cfg, None)
+    left = delivery.close(cfg.drain_timeout_s if timeout is None else timeout)
+    for label, sent in delivery.delivered().items():
+        out_console.print(f"{label}: {sent} sent, {left.get(label, 0)} pending", highlight=False)
+    stuck = [label for label, count in left.items() if count]
+    if stuck:
+        raise DeliveryError(
+            f"{', '.join(stuck)} still lack(s) records (see above); they stay in {cfg.outbox}: bring the sink "
+            "back and run this again"
+        )
+
+
+def _watch_sinks(events: Path, delivery: Any) -> list[Any]:
+    """Where ``watch`` sends its records: the JSONL file, and through the outbox every configured sink."""
+    from vidgru.delivery import open_delivery
+
+    return [open_delivery(delivery, events, append=True)]  # a restarted watch must not wipe earlier events
+
+
+@app.command()
+@_handle_errors
+def watch(
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", help="Cameras YAML; configs/cameras.example.yaml shows every key."),
+    ],
+    events: Annotated[
+        Path, typer.Option("--events", "-e", help="JSONL file for events; thumbnails go beside it.")
+    ] = Path("watch-events.jsonl"),
+    scores: Annotated[
+        Path | None,
+        typer.Option(
+            "--scores", "-s", help="CSV of every analysed frame: camera,frame,captured,scored,score."
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Stop after this many seconds (default: run until stopped)."),
+    ] = None,
+    status_every: Annotated[
+        float,
+        typer.Option("--status-every", help="Seconds between status lines (fps in/analysed, drops, state)."),
+    ] = 10.0,
+    address: AddressOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Watch live cameras and write events as they open and close.
+
+    Each camera in the config (RTSP, HTTP MJPEG or HLS, a webcam index, or a file replayed in real time)
+    is read by its own Ray actor; frames of all cameras go through the CNN together, and each camera keeps
+    its own GRU state. Events are written when they start and when they end (same id), with ISO-8601 UTC
+    times of capture. When analysis falls behind, the oldest frames are dropped and counted, never queued
+    without bound. A camera that fails or stalls is reported with a camera_offline record and reopened
+    with exponential backoff, forever; camera_online follows when frames come back. Ctrl-C or SIGTERM
+    ends open events, flushes and exits 0.
+
+    Example: vidgru watch --config cameras.yaml --events alerts.jsonl --status-every 30
+    """
+    _setup_logging(verbose)
+    import signal
+    import threading
+
+    from vidgru import telemetry
+    from vidgru.config.cameras import load_cameras_config
+    from vidgru.live import LiveScoresCsv
+    from vidgru.watching import plan_cameras
+    from workers.runtime import ensure_ray
+    from workers.watch import watch as watch_cameras
+
+    cfg = load_cameras_config(config)
+    if address:
+        cfg.ray.address = address
+    plans = plan_cameras(cfg, events.parent / f"{events.stem}_thumbnails", str(config))
+    sinks = _watch_sinks(events, cfg.delivery)  # a sink that is misconfigured stops us before any work
+    telemetry.enable()  # before Ray starts, so its workers inherit where metrics go
+    ensure_ray(cfg.ray)  # before the handlers: Ray's own SIGTERM handler would kill the process unflushed
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def show(lines: list[str]) -> None:
+        for line in lines:
+            err_console.print(line, highlight=False, soft_wrap=True)
+
+    csv = LiveScoresCsv(scores) if scores else None
+    try:
+        result = watch_cameras(cfg, plans, sinks, stop, duration, status_every, show, csv)
+    finally:
+        for sink in sinks:
+            sink.close()
+        if csv:
+            csv.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    lines = [*result.cameras, f"stopped: {result.records} record(s) -> {events}"]
+    out_console.print("\n".join(lines), highlight=False)
+
+
+EventsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--events",
+        "-e",
+        help="Event JSONL file or folder of them (repeat for several); adds to serve.events.",
+    ),
+]
+MarksOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--marks", help="SQLite file of review marks (default: review.sqlite beside the first events)."
+    ),
+]
+
+
+def _review_config(
+    config: Path | None, events: list[Path] | None, marks: Path | None
+) -> tuple[Any, list[Path], Path]:
+    """The serve section with the command line's additions; the event sources must exist (a file may be
+    missing while its folder exists: a watch run that has not written yet)."""
+    from vidgru.errors import SourceNotFoundError
+    from vidgru.serve.marks import default_marks_path
+
+    cfg = _load_cfg(config, None).serve
+    sources = [*cfg.events, *(events or [])]
+    if not sources:
+        raise SourceNotFoundError(
+            "no event files to serve: pass --events FILE (repeatable) or set 'serve.events'"
+        )
+    for source in sources:
+        if not source.exists() and not source.parent.is_dir():
+            raise SourceNotFoundError(
+                f"events path {source} does not exist; pass the --events file (or its folder) of an analyze or "
+                "watch run"
+            )
+    return cfg, sources, marks or cfg.marks or default_marks_path(sources)
+
+
+@app.command()
+@_handle_errors
+def serve(
+    config: ConfigOpt = None,
+    events: EventsOpt = None,
+    marks: MarksOpt = None,
+    metrics_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-dir",
+            envvar="VIDGRU_METRICS_DIR",
+            help="Folder the pipeline writes its metrics to (its VIDGRU_METRICS_DIR); shown at /metrics.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1, or serve.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Port to listen on (default 8080, or serve.port).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the events for review: a web page, a REST API and Prometheus metrics.
+
+    The page at / lists the cameras and their state, and the events with thumbnails; an opened event
+    shows its score timeline against the threshold and can be marked as a false positive (kept in the
+    marks file, exported by 'vidgru events export'). The API is at /api (OpenAPI docs at /docs); /metrics
+    holds the pipeline's vidgru_* metrics when analyze/watch run with the same VIDGRU_METRICS_DIR.
+    Event files are read again as they grow, so a running 'vidgru watch' shows up live.
+
+    With VIDGRU_API_TOKEN set, every endpoint but /healthz needs 'Authorization: Bearer <token>'; in a
+    browser, open /?token=<token> once (a cookie keeps it).
+
+    Example: VIDGRU_API_TOKEN=s3cret vidgru serve --events out/events.jsonl --port 8080
+    """
+    _setup_logging(verbose)
+    import socket
+
+    import uvicorn
+
+    from vidgru.errors import ConfigError
+    from vidgru.serve.app import TOKEN_ENV, ServeSettings, create_app
+
+    cfg, sources, marks_path = _review_config(config, events, marks)
+    host, port = host or cfg.host, port or cfg.port
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror or err}; pick another --port"
+        ) from err
+    token = os.environ.get(TOKEN_ENV) or None
+    settings = ServeSettings(sources, marks_path, metrics_dir or cfg.metrics_dir, token, cfg.page_size)
+    web = create_app(settings)
+    held = len(web.state.service.store.all())
+    out_console.print(
+        f"serving {held} event(s) from {', '.join(map(str, sources))} at http://{host}:{port}/ "
+        f"({'token required' if token else 'no token: anyone who can reach the port can read'}); "
+        f"marks -> {marks_path}" + (f"; metrics from {settings.metrics_dir}" if settings.metrics_dir else ""),
+        highlight=False,
+    )
+    uvicorn.run(web, host=host, port=port, log_level="info" if verbose else "warning", access_log=verbose)
+
+
+events_app = typer.Typer(
+    help="The events the pipeline wrote, with their review marks.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(events_app, name="events")
+
+
+class ExportFormatOpt(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@events_app.command("export")
+@_handle_errors
+def events_export(
+    config: ConfigOpt = None,
+    events: EventsOpt = None,
+    marks: MarksOpt = None,
+    fmt: Annotated[
+        ExportFormatOpt, typer.Option("--format", "-f", help="jsonl or csv.")
+    ] = ExportFormatOpt.jsonl,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: standard output).")
+    ] = None,
+) -> None:
+    """Write every event with its review mark (false positive or not, note, when), oldest first.
+
+    JSONL: each event's merged record plus "review": {"false_positive", "note", "marked_at"} or null.
+    CSV: id, camera, type, start_time, end_time, peak_score, threshold, model, thumbnail, clip,
+    false_positive (true/false, empty if unmarked), note, marked_at, source_file.
+
+    Example: vidgru events export --events out/events.jsonl --format csv --out reviewed.csv
+    """
+    from vidgru.errors import InputError
+    from vidgru.serve.export import export_events
+    from vidgru.serve.marks import ReviewMarks
+    from vidgru.serve.store import EventStore
+
+    cfg, sources, marks_path = _review_config(config, events, marks)
+    if (marks or cfg.marks) and not marks_path.is_file():
+        raise InputError(f"no review marks file at {marks_path}; pass the --marks file 'vidgru serve' used")
+    if not marks_path.is_file():
+        err_console.print(
+            f"no review marks yet ({marks_path}); exporting the events unmarked", highlight=False
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        review = ReviewMarks(marks_path if marks_path.is_file() else Path(scratch) / "none.sqlite")
+        try:
+            if out is None:
+                count = export_events(EventStore(sources), review, sys.stdout, fmt.value)
+            else:
+                with out.open("w", newline="", encoding="utf-8") as fh:
+                    count = export_events(EventStore(sources), review, fh, fmt.value)
+        finally:
+            review.close()
+    err_console.print(f"exported {count} event(s)" + (f" -> {out}" if out else ""), highlight=False)
 
 
 def _expand_multi_values(argv: list[str]) -> list[str]:

@@ -57,3 +57,17 @@ class TrainingError(VidgruError):
     """There is not enough usable normal footage to fit a model."""
 
     exit_code = 7
+
+
+class DeliveryError(VidgruError):
+    """A configured event sink cannot be used at start: bad settings, a missing secret, or unreachable."""
+
+    exit_code = 9
+
+
+class OutboxError(DeliveryError):
+    """The local outbox that holds events until every sink has them cannot be opened or written."""
+
+
+class StreamOpenError(VidgruError):
+    """A camera's stream cannot be opened. ``vidgru watch`` reports the camera offline and keeps retrying."""

@@ -10,15 +10,17 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from vidgru import telemetry
 from vidgru.batches import ClipFeatures
-from vidgru.config import EventsConfig, VidgruConfig
-from vidgru.decode import DecodeReport, read_frames
+from vidgru.config import EventsConfig, TamperingConfig, VidgruConfig
+from vidgru.decode import DecodeReport, FrameReader, read_frames
+from vidgru.event_clips import clip_span, write_event_clips
 from vidgru.events import Event, EventDetector
 from vidgru.model_store import save_model
 from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail
@@ -26,6 +28,8 @@ from vidgru.pipeline import FeaturePipeline, FramesDone
 from vidgru.scoring import frame_scores
 from vidgru.sinks import Sink
 from vidgru.sources import Clip
+from vidgru.tampering import TamperEpisode, fit_reference, tamper_record
+from vidgru.timeline import build_timeline
 from vidgru.training import Progress, TrainedModel, fit_model
 
 
@@ -40,6 +44,11 @@ def train_model(
     features = list(pipeline.run(clips, on_frames=on_frames))
     model = fit_model(features, cfg, pipeline.weights, progress)
     model.meta["decode_problems"] = [f.report.problem for f in features if f.report.problem]
+    if cfg.tampering.enabled:
+        # A second decoding pass, in this process: small grey frames decode at over 1,000 frames/s.
+        model.tamper = fit_reference(
+            ((frame for _, frame in FrameReader(clip)) for clip in clips), cfg.tampering, cfg.temporal.seed
+        )
     save_model(model, out)
     return model, [f.report for f in features]
 
@@ -53,11 +62,17 @@ class ClipResult:
     cells: np.ndarray  # (T,) the cell that gave each frame's score
     events: list[Event]
     report: DecodeReport
+    tampering: list[TamperEpisode] = field(default_factory=list)
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     raw, cells = frame_scores(model.cell_logits(features))
     return raw, model.calibration(raw), cells
+
+
+def detector_clock(fps: float) -> Callable[[int], float]:
+    """Batch analysis's clock: a frame's time in seconds from the start of the video, as events carry it."""
+    return lambda frame: round(frame / fps, 3)
 
 
 def detect_events(
@@ -80,22 +95,48 @@ def analyze_clips(
     scores_csv: ScoresCsv | None = None,
     thumbnails: Path | None = None,
     on_frames: FramesDone | None = None,
+    tampering: TamperingConfig | None = None,
 ) -> Iterator[ClipResult]:
     model_id = str(model.meta.get("model_id", "unknown"))
     grid = model.config.motion.grid
-    for features in pipeline.run(clips, on_frames=on_frames):
-        raw, scores, cells = score_clip(features, model)
+    tampering_on = (tampering or model.config.tampering).enabled
+    tamper = model.tamper if tampering_on else None
+    for features in pipeline.run(clips, on_frames=on_frames, tamper=tamper):
+        name, frames = features.clip.name, features.n_frames
+        telemetry.frames_decoded(name, frames)
+        with telemetry.inference_timer("gru", frames):
+            raw, scores, cells = score_clip(features, model)
+        telemetry.frames_analysed(name, frames)
         events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
         peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
+        stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}
+        clips_written: dict[str, str] = {}
+        if thumbnails is not None and events_cfg.clip_seconds > 0:
+            spans = {
+                e.id: clip_span(e.start_frame, e.end_frame, features.fps, events_cfg.clip_seconds)
+                for e in events
+            }
+            out = {e.id: thumbnails / f"{stems[e.id]}.mp4" for e in events}
+            clips_written = write_event_clips(features.clip, features.fps, spans, out)
         for event in events:
             frame = peaks.get(event.peak_frame)
             if frame is not None:
                 event.box = cell_box(event.peak_cell, grid, frame.shape)
-                if thumbnails is not None:
-                    name = f"{features.clip.name}_{event.peak_frame:06d}_{event.id[:8]}.jpg"
-                    event.thumbnail = save_thumbnail(frame, event.box, thumbnails / name)
+                if thumbnails is not None and events_cfg.thumbnails:
+                    event.thumbnail = save_thumbnail(frame, event.box, thumbnails / f"{stems[event.id]}.jpg")
+            if event.id in clips_written:
+                event.extra["clip"] = clips_written[event.id]
+            event.extra["timeline"] = build_timeline(
+                scores, event.start_frame, event.end_frame, features.fps, detector_clock(features.fps)
+            )
             for sink in sinks:
                 sink.emit(event.to_record("end"))
+        # A recording's tampering is reported once per episode, when it is known to have ended.
+        tampering = [change.episode for change in features.tamper if change.type == "end"]
+        for episode in tampering:
+            record = tamper_record(name, episode, detector_clock(features.fps))
+            for sink in sinks:
+                sink.emit(record)
         if scores_csv is not None:
             scores_csv.write_clip(features.clip.name, features.fps, scores)
-        yield ClipResult(features.clip, features.fps, raw, scores, cells, events, features.report)
+        yield ClipResult(features.clip, features.fps, raw, scores, cells, events, features.report, tampering)

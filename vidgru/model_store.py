@@ -25,6 +25,8 @@ from vidgru.config.loader import config_from_dict
 from vidgru.descriptors import DescriptorSpace
 from vidgru.errors import ConfigError, ModelError, ModelVersionError
 from vidgru.scoring import Calibration
+from vidgru.tampering import REFERENCE_JSON as TAMPER_FILE
+from vidgru.tampering import TamperReference
 from vidgru.temporal import CellGRU, TemporalModel
 from vidgru.training import TrainedModel
 
@@ -64,6 +66,8 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
         "backbone_weights": model.weights,
         **model.meta,
     }
+    if model.tamper is not None:
+        model.tamper.save(out)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     model.meta = meta
     return model_id
@@ -93,7 +97,12 @@ def load_model(path: str | Path) -> TrainedModel:
             f"{path} is incomplete (missing {', '.join(missing)}); retrain it with 'vidgru train'"
         )
     try:
-        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
+        raw = yaml.safe_load((path / "config.yaml").read_text())
+        if isinstance(raw, dict) and isinstance(raw.get("motion"), dict):
+            # Keys added after a model was trained take the behaviour it was trained with, not today's
+            # default: models from before changed-region flow computed flow over the whole frame.
+            raw["motion"].setdefault("change_threshold", 0)
+        cfg = config_from_dict(raw, str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))
         tc = cfg.temporal
@@ -106,4 +115,8 @@ def load_model(path: str | Path) -> TrainedModel:
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, yaml.YAMLError) as err:
         raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
     temporal = TemporalModel(nets, payload["window"], payload["n_cells"])
-    return TrainedModel(cfg, descriptors, temporal, calibration, meta.get("backbone_weights", {}), meta)
+    # Models trained before tampering detection have no reference; they score as before, without it.
+    tamper = TamperReference.load(path) if (path / TAMPER_FILE).is_file() else None
+    return TrainedModel(
+        cfg, descriptors, temporal, calibration, meta.get("backbone_weights", {}), meta, tamper
+    )

@@ -42,30 +42,36 @@ def cell_statistics(flow: np.ndarray, grid: tuple[int, int], moving_threshold: f
         return a.reshape(rows, ch, cols, cw).transpose(0, 2, 1, 3).reshape(rows * cols, ch * cw)
 
     cells_mag = per_cell(mag)
-    n_px = cells_mag.shape[1]
+    n_cells, n_px = cells_mag.shape
+    out = np.zeros((n_cells, N_MOTION), np.float32)
+    # With changed-region flow most cells are still; their statistics are all zero but the neighbourhood's.
+    active = np.flatnonzero(cells_mag.max(1) > 0)
+    every = len(active) == n_cells
+    mags = cells_mag if every else cells_mag[active]
+    angles = per_cell(ang) if every else per_cell(ang)[active]
     k = int(0.9 * (n_px - 1))
-    mean = cells_mag.mean(1)
-    p90 = np.partition(cells_mag, k, axis=1)[:, k]
-    peak = cells_mag.max(1)
-    bins = (ang * (ORIENTATION_BINS / (2 * np.pi))).astype(np.int64) % ORIENTATION_BINS
-    cell_index = np.arange(rows * cols)[:, None]
-    hist = (
-        np.bincount(
-            (cell_index * ORIENTATION_BINS + per_cell(bins)).ravel(),
-            weights=cells_mag.ravel(),
-            minlength=rows * cols * ORIENTATION_BINS,
-        ).reshape(rows * cols, ORIENTATION_BINS)
-        / n_px
-    )
-    moving = cells_mag > moving_threshold
+    bins = (angles * (ORIENTATION_BINS / (2 * np.pi))).astype(np.int64) % ORIENTATION_BINS
+    hist = np.bincount(
+        (np.arange(len(active))[:, None] * ORIENTATION_BINS + bins).ravel(),
+        weights=mags.ravel(),
+        minlength=len(active) * ORIENTATION_BINS,
+    ).reshape(len(active), ORIENTATION_BINS)
+    moving = mags > moving_threshold
     n_moving = moving.sum(1)
-    object_speed = np.where(n_moving > 0, (cells_mag * moving).sum(1) / np.maximum(n_moving, 1), 0.0)
-    neighbourhood = cv2.blur(
-        mean.reshape(rows, cols).astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE
+    object_speed = np.where(n_moving > 0, (mags * moving).sum(1) / np.maximum(n_moving, 1), 0.0)
+    out[active] = np.column_stack(
+        [
+            mags.mean(1),
+            np.partition(mags, k, axis=1)[:, k],
+            mags.max(1),
+            hist / n_px,
+            n_moving / n_px,
+            object_speed,
+            np.zeros(len(active)),
+        ]
     )
-    out = np.column_stack(
-        [mean, p90, peak, hist, n_moving / n_px, object_speed, neighbourhood.ravel()]
-    ).astype(np.float32)
+    neighbourhood = cv2.blur(out[:, 0].reshape(rows, cols), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    out[:, -1] = neighbourhood.ravel()
     return out
 
 
@@ -81,6 +87,39 @@ def speed_up(stats: np.ndarray, factor: float) -> np.ndarray:
     Ped2 AUC fell from 0.966 to 0.921. Flow across two frames was worse still.)
     """
     return np.where(_LINEAR_IN_SPEED, stats * np.float32(factor), stats).astype(np.float32)
+
+
+# Changed-region flow. A tile of _TILE pixels has changed when over _CHANGED_SHARE of its pixels did (a
+# walker 10 pixels wide moving 1.5 pixels a frame changes about a fifth of the tiles on its edges; single
+# noisy pixels change none). Changed tiles are grown by _GROW tiles (flow reaches past the changed pixels:
+# a uniform object's inside does not change but moves), and each region is cut out with _PAD pixels of
+# context for Farneback's window and pyramid. On Ped2 this costs about 60% of whole-frame flow at 240x360
+# and scores as well (0.964/0.969 against 0.965/0.970); with less context (8-pixel pad or 1 tile of growth)
+# raw AUC fell to 0.956-0.958.
+_TILE, _GROW, _PAD, _CHANGED_SHARE = 8, 2, 16, 0.1
+_GROW_KERNEL = np.ones((2 * _GROW + 1, 2 * _GROW + 1), np.uint8)
+
+
+def farneback(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def changed_region_flow(prev: np.ndarray, cur: np.ndarray, change_threshold: int) -> np.ndarray:
+    """Farneback flow around the places where the picture changed; zero elsewhere."""
+    height, width = cur.shape
+    changed = (cv2.absdiff(prev, cur) > change_threshold).astype(np.float32)
+    share = cv2.resize(changed, (width // _TILE, height // _TILE), interpolation=cv2.INTER_AREA)
+    tiles = cv2.dilate((share > _CHANGED_SHARE).astype(np.uint8), _GROW_KERNEL)
+    flow = np.zeros((height, width, 2), np.float32)
+    n, _, boxes, _ = cv2.connectedComponentsWithStats(tiles, connectivity=8)
+    for x, y, w, h, _ in boxes[1:n]:
+        x0, y0 = x * _TILE, y * _TILE
+        x1, y1 = min(width, (x + w) * _TILE), min(height, (y + h) * _TILE)
+        px0, py0 = max(0, x0 - _PAD), max(0, y0 - _PAD)
+        px1, py1 = min(width, x1 + _PAD), min(height, y1 + _PAD)
+        region = farneback(prev[py0:py1, px0:px1], cur[py0:py1, px0:px1])
+        flow[y0:y1, x0:x1] = region[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+    return flow
 
 
 class MotionAnalyzer:
@@ -102,7 +141,9 @@ class MotionAnalyzer:
     def _flow(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         if self.cfg.method == "dis":
             return self._dis.calc(prev, cur, None)
-        return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        if self.cfg.change_threshold:
+            return changed_region_flow(prev, cur, self.cfg.change_threshold)
+        return farneback(prev, cur)
 
     def _stats(self, flow: np.ndarray) -> np.ndarray:
         return cell_statistics(flow, self.cfg.grid, self.cfg.moving_threshold)

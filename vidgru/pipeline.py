@@ -19,6 +19,7 @@ from vidgru.batches import ClipFeatures, FeatureBatch, FrameBatch, frame_batches
 from vidgru.config import VidgruConfig
 from vidgru.features import FeatureExtractor
 from vidgru.sources import Clip
+from vidgru.tampering import TamperReference
 
 FramesDone = Callable[[int], None]
 
@@ -26,7 +27,14 @@ FramesDone = Callable[[int], None]
 class FeaturePipeline(Protocol):
     weights: dict[str, str]
 
-    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]: ...
+    def run(
+        self,
+        clips: Sequence[Clip],
+        on_frames: FramesDone | None = None,
+        tamper: TamperReference | None = None,
+    ) -> Iterator[ClipFeatures]:
+        """Features of each clip, in order; with ``tamper``, also the tampering each clip shows."""
+        ...
 
 
 def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureBatch:
@@ -37,6 +45,7 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         motion=batch.motion,
         appearance=extractor(batch.cnn_input)[batch.cnn_rows],
         report=batch.report,
+        tamper=batch.tamper,
     )
 
 
@@ -46,10 +55,15 @@ class LocalFeaturePipeline:
         self.extractor = FeatureExtractor(cfg.features, cfg.motion.grid)
         self.weights = self.extractor.weights.describe()
 
-    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]:
+    def run(
+        self,
+        clips: Sequence[Clip],
+        on_frames: FramesDone | None = None,
+        tamper: TamperReference | None = None,
+    ) -> Iterator[ClipFeatures]:
         for clip in clips:
             batches = []
-            for batch in frame_batches(clip, self.cfg):
+            for batch in frame_batches(clip, self.cfg, tamper=tamper):
                 batches.append(extract_features(self.extractor, batch))
                 if on_frames:
                     on_frames(len(batch.motion))

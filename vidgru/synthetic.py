@@ -7,12 +7,17 @@ Example::
 
     labels = render_scene("test.mp4", SceneSpec(seconds=30, seed=1, intruders=(Intruder(10, 3),)))
     labels   # [[100, 130]]: anomalous frames, [start, end)
+
+:func:`inject_tampering` turns frames of normal footage into camera tampering (a frozen picture, a covered
+lens, a view that has moved), for the tampering tests and benchmark.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -106,3 +111,90 @@ def render_scene(path: str | Path, spec: SceneSpec) -> list[list[int]]:
     finally:
         writer.release()
     return labels
+
+
+TamperKind = Literal["freeze", "cover", "shift"]
+
+
+def inject_tampering(
+    frames: Sequence[np.ndarray],
+    kind: TamperKind,
+    start: int,
+    duration: int | None = None,
+    *,
+    seed: int = 0,
+    cover_style: Literal["dark", "blob"] = "dark",
+    shift_fraction: float = 0.15,
+    ramp: int = 3,
+    noise: float = 2.0,
+) -> list[np.ndarray]:
+    """A copy of ``frames`` (BGR) with tampering from frame ``start`` for ``duration`` frames (None: to the end).
+
+    - ``freeze``: from ``start`` on the stream repeats the last live frame exactly (``frames[start - 1]``),
+      as a hung encoder or a looped still does.
+    - ``cover``: ``"dark"`` is a near-uniform dark picture (tape, paint, a lens cap); ``"blob"`` is an
+      out-of-focus hand or cloth held in front of the lens, sliding in over ``ramp`` frames and leaving a
+      little light at one edge. Both carry sensor noise (``noise`` grey levels), as a covered camera
+      at full gain shows.
+    - ``shift``: the view pans by ``shift_fraction`` of the width (left or right, from ``seed``) over
+      ``ramp`` frames and stays there. The edge the pan uncovers is filled by reflecting the picture
+      at that border (OpenCV's BORDER_REFLECT_101), so it shows plausible scene texture rather than
+      a black band or smeared stripes that a real pan would not show.
+    """
+    if kind not in ("freeze", "cover", "shift"):
+        raise ValueError(f"unknown tampering kind {kind!r}; use freeze, cover or shift")
+    out = list(frames)
+    end = len(out) if duration is None else min(len(out), start + duration)
+    if not 0 <= start < end:
+        raise ValueError(f"tampering [{start}, {end}) is outside the {len(out)} frames")
+    rng = np.random.default_rng(seed)
+    h, w = out[start].shape[:2]
+    if kind == "freeze":
+        still = out[max(0, start - 1)].copy()
+        for t in range(start, end):
+            out[t] = still.copy()
+        return out
+    if kind == "shift":
+        direction = rng.choice([-1.0, 1.0])
+        for t in range(start, end):
+            progress = min(1.0, (t - start + 1) / max(1, ramp))
+            dx = direction * shift_fraction * w * progress
+            matrix = np.float32([[1, 0, dx], [0, 1, 0]])
+            out[t] = cv2.warpAffine(out[t], matrix, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        return out
+    cover = _dark_cover(h, w, rng) if cover_style == "dark" else _blob_cover(h, w, rng)
+    alpha_full, side = _cover_alpha(h, w, rng, cover_style), rng.choice([-1.0, 1.0])
+    for t in range(start, end):
+        progress = min(1.0, (t - start + 1) / max(1, ramp)) if cover_style == "blob" else 1.0
+        # The hand slides in from one side: shift the mask, the uncovered part shows the scene.
+        offset = side * (1.0 - progress) * w
+        alpha = cv2.warpAffine(alpha_full, np.float32([[1, 0, offset], [0, 1, 0]]), (w, h))
+        behind = cv2.GaussianBlur(out[t], (0, 0), 2.0).astype(np.float32) * 0.6
+        img = alpha[..., None] * cover + (1.0 - alpha[..., None]) * behind
+        img += rng.normal(0, noise, img.shape).astype(np.float32)
+        out[t] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def _dark_cover(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    level = rng.uniform(8, 25)
+    gradient = np.linspace(-4, 4, w, dtype=np.float32)[None, :] * rng.choice([-1.0, 1.0])
+    return np.repeat((level + np.broadcast_to(gradient, (h, w)))[..., None], 3, axis=2).astype(np.float32)
+
+
+def _blob_cover(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    colours = [(105, 135, 185), (40, 40, 48), (95, 100, 110), (60, 80, 120)]  # skin, dark/grey cloth, glove
+    colour = np.float32(colours[int(rng.integers(len(colours)))])
+    # Out of focus: only the broadest folds and shading of the hand or cloth survive.
+    folds = cv2.resize(rng.normal(0, 1, (4, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    shade = 0.8 + 0.15 * cv2.GaussianBlur(folds, (0, 0), w / 20)
+    return colour[None, None, :] * shade[..., None]
+
+
+def _cover_alpha(h: int, w: int, rng: np.random.Generator, style: str) -> np.ndarray:
+    if style == "dark":
+        return np.ones((h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.6)
+    inside = ((xx - cx) / (0.65 * w)) ** 2 + ((yy - cy) / (0.65 * h)) ** 2 < 1.0
+    return cv2.GaussianBlur(inside.astype(np.float32), (0, 0), w / 25)

@@ -28,6 +28,7 @@ from vidgru.descriptors import DescriptorSpace
 from vidgru.errors import TrainingError
 from vidgru.motion import MOTION_FEATURES, speed_up
 from vidgru.scoring import Calibration, frame_scores
+from vidgru.tampering import TamperReference
 from vidgru.temporal import TemporalModel
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class TrainedModel:
     calibration: Calibration
     weights: dict[str, str]
     meta: dict[str, object]
+    tamper: TamperReference | None = None  # the camera's normal picture, for tampering detection
 
     def cell_logits(self, features: ClipFeatures) -> np.ndarray:
         return self.temporal.score(self.descriptors.transform(features.motion, features.appearance))

@@ -17,6 +17,7 @@ from vidgru.batches import ClipFeatures, FeatureBatch
 from vidgru.config import VidgruConfig
 from vidgru.pipeline import FramesDone
 from vidgru.sources import Clip
+from vidgru.tampering import TamperReference
 from workers.decode import decode_clip
 from workers.features import FeatureActor
 from workers.runtime import cluster_cpus, ensure_ray
@@ -40,19 +41,24 @@ class RayFeaturePipeline:
         self.weights: dict[str, str] = weights[0]
         self.pool = ActorPool(self.actors)
 
-    def _start(self, clip: Clip) -> ObjectRefGenerator:
+    def _start(self, clip: Clip, tamper: TamperReference | None) -> ObjectRefGenerator:
         return decode_clip.options(
             num_cpus=self.decode_cpus, _generator_backpressure_num_objects=_AHEAD
-        ).remote(clip, self.cfg)
+        ).remote(clip, self.cfg, tamper)
 
-    def run(self, clips: Sequence[Clip], on_frames: FramesDone | None = None) -> Iterator[ClipFeatures]:
+    def run(
+        self,
+        clips: Sequence[Clip],
+        on_frames: FramesDone | None = None,
+        tamper: TamperReference | None = None,
+    ) -> Iterator[ClipFeatures]:
         waiting = deque(clips)
         decoding: deque[tuple[Clip, ObjectRefGenerator]] = deque()
 
         def refill() -> None:
             while waiting and len(decoding) < self.decoders:
                 clip = waiting.popleft()
-                decoding.append((clip, self._start(clip)))
+                decoding.append((clip, self._start(clip, tamper)))
 
         refill()
         while decoding:

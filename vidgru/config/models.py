@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from vidgru.config.base import StrictModel
+from vidgru.config.serve import ServeConfig
+from vidgru.config.sinks import DeliveryConfig
 
 
 class BackboneConfig(StrictModel):
@@ -53,6 +55,13 @@ class MotionConfig(StrictModel):
     grid: tuple[int, int] = Field((8, 12), description="Cells the frame is split into, [rows, cols].")
     moving_threshold: float = Field(
         0.3, gt=0, description="Flow magnitude (pixels/frame at `size`) above which a pixel counts as moving."
+    )
+    change_threshold: int = Field(
+        8,
+        ge=0,
+        le=255,
+        description="Grey-level change between consecutive frames that marks a place as moving; Farneback "
+        "flow is computed only around such places and is zero elsewhere (0: flow over the whole frame).",
     )
 
     @model_validator(mode="after")
@@ -111,6 +120,68 @@ class EventsConfig(StrictModel):
     thumbnails: bool = Field(
         True, description="Save a JPEG of each event's peak frame beside the events file."
     )
+    clip_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Seconds of video before and after each event saved as an MP4 beside its thumbnail "
+        "(the record's 'clip'); 0: no clips.",
+    )
+
+
+class TamperingConfig(StrictModel):
+    """Camera tampering (frozen picture, covered lens, moved view), against the camera's learned normal range."""
+
+    enabled: bool = Field(
+        True, description="Raise camera_tampering records (needs a model with a reference)."
+    )
+    size: tuple[int, int] = Field(
+        (60, 90),
+        description="Frame size, [height, width], at which the reference is fitted and frames are compared "
+        "(the detector uses the reference's size).",
+    )
+    freeze_ratio: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="A frame is still when it differs from the previous one by less than this fraction of the "
+        "smallest frame-to-frame change (0.1th percentile) seen in normal footage: a live camera always "
+        "shows sensor and codec noise.",
+    )
+    cover_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="A region of the frame is blank when its edge detail falls below this fraction of the "
+        "lowest detail (0.5th percentile) seen in that region in normal footage.",
+    )
+    cover_area: float = Field(
+        0.6, gt=0, le=1, description="Share of the frame's regions that must be blank to count as covered."
+    )
+    shift_margin: float = Field(
+        3.0,
+        ge=1,
+        description="The view has moved when its displacement from the reference background exceeds this "
+        "multiple of the largest displacement (99.9th percentile) seen in normal footage ...",
+    )
+    shift_min: float = Field(
+        0.04,
+        gt=0,
+        lt=0.5,
+        description="... and at least this fraction of the frame's width or height.",
+    )
+    freeze_s: float = Field(1.0, gt=0, description="Seconds of still frames that confirm a freeze.")
+    cover_s: float = Field(1.0, gt=0, description="Seconds of covered frames that confirm a cover.")
+    shift_s: float = Field(1.0, gt=0, description="Seconds of a moved view that confirm a shift.")
+    clear_s: float = Field(
+        2.0, gt=0, description="Seconds of normal frames after which an open tampering episode ends."
+    )
+
+    @model_validator(mode="after")
+    def _usable_size(self) -> TamperingConfig:
+        if not all(24 <= side <= 480 for side in self.size):
+            raise ValueError("size must be between 24 and 480 pixels each way")
+        return self
 
 
 class RayConfig(StrictModel):
@@ -137,3 +208,6 @@ class VidgruConfig(StrictModel):
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    tampering: TamperingConfig = Field(default_factory=TamperingConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)

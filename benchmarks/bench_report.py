@@ -1,0 +1,37 @@
+"""What every benchmark script shares: the machine's name, and its section of BENCHMARKS.md.
+
+Each script owns the text between its ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers; writing
+replaces that text only, so the hand-written notes around it stay.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, or what platform knows."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def write_section(name: str, heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Put ``body`` (without markers) between ``name``'s markers, or append it under ``heading``."""
+    begin, end = markers(name)
+    section = f"{begin}\n{body.strip()}\n{end}"
+    text = path.read_text(encoding="utf-8")
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n{section}\n"
+    path.write_text(text, encoding="utf-8")
