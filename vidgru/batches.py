@@ -21,7 +21,7 @@ from vidgru.config import VidgruConfig
 from vidgru.decode import DecodeReport, FrameReader
 from vidgru.motion import N_MOTION, MotionAnalyzer
 from vidgru.sources import Clip
-from vidgru.tampering import TamperChange, TamperDetector, TamperReference
+from vidgru.tampering import Evidence, TamperChange, TamperDetector, TamperReference
 
 
 @dataclass
@@ -34,6 +34,7 @@ class FrameBatch:
     motion: np.ndarray
     report: DecodeReport | None = None  # set on the clip's last batch
     tamper: list[TamperChange] = field(default_factory=list)  # tampering episodes opened/closed in it
+    evidence: list[Evidence] = field(default_factory=list)  # per frame, when decoded as a segment
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FeatureBatch:
     appearance: np.ndarray  # (B, cells, channels)
     report: DecodeReport | None = None
     tamper: list[TamperChange] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 @dataclass
@@ -86,38 +88,61 @@ def probe_clip(clip: Clip) -> int | None:
 
 
 def frame_batches(
-    clip: Clip, cfg: VidgruConfig, fps: float | None = None, tamper: TamperReference | None = None
+    clip: Clip,
+    cfg: VidgruConfig,
+    fps: float | None = None,
+    tamper: TamperReference | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    evidence: bool = False,
 ) -> Iterator[FrameBatch]:
-    """``tamper``: the model's reference picture; given, each batch carries the tampering it saw."""
-    reader = FrameReader(clip, fps=fps)
+    """``tamper``: the model's reference picture; given, each batch carries the tampering it saw.
+
+    ``start`` / ``stop``: only frames ``start <= index < stop`` (a segment; see :mod:`vidgru.segments`).
+    The frame before ``start`` is decoded too, so that flow into ``start`` is what the whole clip gives;
+    ``start`` should be a multiple of ``features.batch_size`` so that batches (and which frames run the
+    CNN) are the whole clip's. ``evidence``: batches carry each frame's tampering evidence instead of
+    episodes, which need the whole clip and are found by replaying the evidence in order.
+    Only a batch read to the end of the clip (``stop`` None) carries the decode report.
+    """
+    warmup = 1 if start > 0 else 0
+    reader = FrameReader(clip, fps=fps, first=start - warmup, stop=stop)
     motion = MotionAnalyzer(cfg.motion)
     detector = TamperDetector(tamper, cfg.tampering, reader.fps) if tamper is not None else None
     changes: list[TamperChange] = []
+    seen: list[Evidence] = []
     height, width = cfg.features.input_size
     size = cfg.features.batch_size
     every = cfg.features.interval + 1
     images: list[np.ndarray] = []
     rows: list[int] = []
     stats: list[np.ndarray] = []
-    start = 0
+    batch_start = start
 
     def flush() -> FrameBatch:
         batch = FrameBatch(
             clip=clip.name,
-            start=start,
+            start=batch_start,
             fps=reader.fps,
             cnn_input=np.stack(images),
             cnn_rows=np.asarray(rows, np.int64),
             motion=np.stack(stats),
             tamper=changes.copy(),
+            evidence=seen.copy(),
         )
         changes.clear()
+        seen.clear()
         return batch
 
     for index, frame in reader:
         stat = motion.push(frame)
-        if detector is not None:
+        if detector is not None and evidence:
+            seen.append(detector.measure(frame))
+        elif detector is not None:
             changes.extend(detector.push(frame, index))
+        if index < start:  # the warm-up frame: only the flow and tampering measures of the next need it
+            seen.clear()
+            continue
         # A batch's first frame always runs the CNN, so every frame has features within its own batch.
         if not rows or index % every == 0:
             small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
@@ -126,21 +151,22 @@ def frame_batches(
         stats.append(stat)
         if len(rows) == size:
             yield flush()
-            images, rows, stats, start = [], [], [], index + 1
+            images, rows, stats, batch_start = [], [], [], index + 1
     # The last batch carries the decode report and the episodes still open, even when it holds no frames.
-    if detector is not None:
+    if detector is not None and not evidence:
         changes.extend(detector.close())
     if rows:
         last = flush()
     else:
         last = FrameBatch(
             clip=clip.name,
-            start=start,
+            start=batch_start,
             fps=reader.fps,
             cnn_input=np.zeros((0, height, width, 3), np.uint8),
             cnn_rows=np.zeros(0, np.int64),
             motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
             tamper=changes.copy(),
         )
-    last.report = reader.report
+    if stop is None:
+        last.report = reader.report
     yield last

@@ -194,6 +194,12 @@ def analyze(
     ] = None,
     config: ConfigOpt = None,
     address: AddressOpt = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="Analyse every clip again, overwriting the outputs, instead of resuming."
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Score recorded video with a trained model and write events.
@@ -202,11 +208,14 @@ def analyze(
     A run of frames above the threshold becomes one event in the JSONL file, with a thumbnail of its
     peak frame and the box of the region that drove it.
 
+    Resumable: run it again with the same --events/--scores and it skips the clips already complete
+    (recorded in <events stem>.manifest), writing every clip's results exactly once.
+
     Example: vidgru analyze recordings/*.mp4 --model models/cam1 --events events.jsonl --scores scores.csv
     """
     _setup_logging(verbose)
     model, cfg = _model_and_config(model_dir, config, address, threshold)
-    results = _run_analysis(paths, model, cfg, events, scores)
+    results = _run_analysis(paths, model, cfg, events, scores, resume=True, fresh=fresh)
     _report_decode_problems([r.report for r in results])
 
 
@@ -231,46 +240,82 @@ def _model_and_config(
 
 
 def _run_analysis(
-    paths: Sequence[Path], model: Any, cfg: Any, events: Path, scores: Path | None
+    paths: Sequence[Path],
+    model: Any,
+    cfg: Any,
+    events: Path,
+    scores: Path | None,
+    resume: bool = False,
+    fresh: bool = False,
 ) -> list[Any]:
+    """``resume``: record each clip as it completes (vidgru/resume.py) and skip the clips an earlier run
+    into the same outputs completed, unless ``fresh``; without it the outputs are written afresh."""
     from vidgru import telemetry
+    from vidgru.batches import probe_clip
     from vidgru.delivery import open_delivery
     from vidgru.jobs import analyze_clips
     from vidgru.outputs import ScoresCsv
+    from vidgru.resume import RunManifest, manifest_path, run_identity
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
     telemetry.enable()  # VIDGRU_METRICS_DIR, VIDGRU_METRICS_PORT: before anything is counted
-    clips = discover_clips(paths)
-    total = _expected_frames(clips)
-    sink = open_delivery(cfg.delivery, events)
-    csv = ScoresCsv(scores) if scores else None
+    all_clips = discover_clips(paths)
+    clips, manifest = all_clips, None
+    if resume:
+        settings = {
+            "events": cfg.events.model_dump(mode="json"),
+            "tampering": cfg.tampering.model_dump(mode="json"),
+        }
+        identity = run_identity(str(model.meta.get("model_id", "unknown")), settings, scores)
+        manifest = RunManifest.open(events, scores, identity, fresh=fresh)
+        clips = manifest.remaining(all_clips)
+        manifest.start()
+    else:
+        # Outputs written afresh: a manifest of an earlier analyze into them would describe other bytes.
+        manifest_path(events).unlink(missing_ok=True)
+    skipped = len(all_clips) - len(clips)
+    counts = [probe_clip(c) for c in clips]  # fails fast on an unreadable clip; sizes the progress bar
+    total = None if any(n is None for n in counts) else sum(counts)  # type: ignore[misc]
+    appending = manifest is not None and manifest.resuming
+    sink = open_delivery(cfg.delivery, events, append=appending)
+    csv = ScoresCsv(scores, append=appending) if scores else None
+    if manifest is not None:
+        manifest.begin()
     media = cfg.events.thumbnails or cfg.events.clip_seconds > 0
     thumbs = events.parent / f"{events.stem}_thumbnails" if media else None
     started, results = time.monotonic(), []
     try:
         with _progress() as progress:
-            task = progress.add_task("analysing", total=total)
-            pipeline = RayFeaturePipeline(cfg)
-            results = list(
-                analyze_clips(
-                    clips,
-                    model,
-                    pipeline,
-                    cfg.events,
-                    [sink],
-                    csv,
-                    thumbs,
-                    lambda n: progress.advance(task, n),
-                    cfg.tampering,
-                )
+            task = progress.add_task(f"analysing 0/{len(clips)} clips", total=total)
+            analysed = analyze_clips(
+                clips,
+                model,
+                RayFeaturePipeline(cfg) if clips else None,  # type: ignore[arg-type]
+                cfg.events,
+                [sink],
+                csv,
+                thumbs,
+                lambda n: progress.advance(task, n),
+                cfg.tampering,
+                counts,
             )
+            for result in analysed if clips else ():
+                # The clip's events and scores are written and flushed: now it counts as complete.
+                if manifest is not None:
+                    manifest.commit(result.clip, len(result.scores), len(result.events))
+                results.append(result)
+                progress.update(task, description=f"analysing {len(results)}/{len(clips)} clips")
     finally:
         sink.close()
         if csv:
             csv.close()
     elapsed = time.monotonic() - started
     frames = sum(len(r.scores) for r in results)
+    if skipped:
+        out_console.print(
+            f"{skipped} clip(s) already complete in {events} (from an earlier run), skipped", highlight=False
+        )
     out_console.print(
         f"analysed {frames} frames of {len(clips)} clip(s) in {elapsed:.1f}s ({frames / elapsed:.1f} frames/s): "
         f"{sum(len(r.events) for r in results)} event(s)"

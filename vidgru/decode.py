@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -29,10 +29,17 @@ class DecodeReport:
 
 
 class FrameReader:
-    """Iterates ``(index, frame)`` over a clip. Opening fails fast; a break mid-clip is recorded, not raised."""
+    """Iterates ``(index, frame)`` over a clip. Opening fails fast; a break mid-clip is recorded, not raised.
 
-    def __init__(self, clip: Clip, fps: float | None = None) -> None:
+    ``first`` / ``stop`` read only frames ``first <= index < stop`` (a segment of the clip). Frames before
+    ``first`` are decoded and dropped, not seeked past: seeking is inexact in many codecs, and a segment
+    must start at exactly the frame the whole clip would have there. A segment that ends at ``stop``
+    reports no problem; only a read to the end can tell that a file is truncated.
+    """
+
+    def __init__(self, clip: Clip, fps: float | None = None, first: int = 0, stop: int | None = None) -> None:
         self.clip = clip
+        self.first, self.stop = first, stop
         self.report = DecodeReport(clip.name)
         self._cap: cv2.VideoCapture | None = None
         self._frame_paths = clip.frame_paths() if clip.kind == "frames" else []
@@ -52,9 +59,16 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         frames = self._read_video() if self._cap is not None else self._read_images()
-        for index, frame in enumerate(frames):
-            self.report.frames = index + 1
-            yield index, frame
+        try:
+            for index, frame in enumerate(frames):
+                self.report.frames = index + 1
+                if frame is None:  # before ``first``: skipped
+                    continue
+                yield index, frame
+                if self.stop is not None and index + 1 >= self.stop:
+                    return
+        finally:
+            frames.close()  # releases the capture at once, also when the segment ends early
         if self.report.frames == 0:
             raise VideoOpenError(f"{self.clip.path} has no decodable frames; check the file or convert it")
         expected = self.report.expected
@@ -64,9 +78,13 @@ class FrameReader:
                 "the file is truncated or corrupt after that point (frames before it were analysed)"
             )
 
-    def _read_video(self) -> Iterator[np.ndarray]:
+    def _read_video(self) -> Generator[np.ndarray | None, None, None]:
         assert self._cap is not None
         try:
+            for _ in range(self.first):
+                if not self._cap.grab():  # decodes without the copy and colour conversion of read()
+                    return
+                yield None
             while True:
                 ok, frame = self._cap.read()
                 if not ok or frame is None:
@@ -75,9 +93,10 @@ class FrameReader:
         finally:
             self._cap.release()
 
-    def _read_images(self) -> Iterator[np.ndarray]:
+    def _read_images(self) -> Generator[np.ndarray | None, None, None]:
         shape: tuple[int, ...] | None = None
-        for path in self._frame_paths:
+        yield from (None for _ in self._frame_paths[: self.first])
+        for path in self._frame_paths[self.first :]:
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if frame is None or (shape is not None and frame.shape != shape):
                 why = (

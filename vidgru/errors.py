@@ -71,3 +71,10 @@ class OutboxError(DeliveryError):
 
 class StreamOpenError(VidgruError):
     """A camera's stream cannot be opened. ``vidgru watch`` reports the camera offline and keeps retrying."""
+
+
+class ResumeError(VidgruError):
+    """The outputs hold an earlier run's results that this run cannot continue (other model, settings or
+    input files)."""
+
+    exit_code = 10

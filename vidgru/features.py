@@ -122,25 +122,45 @@ def load_backbone(spec: BackboneSpec, source: WeightsSource) -> nn.Sequential:
 
 
 class FeatureExtractor:
-    """Runs the first ``layers`` blocks of a backbone and average-pools the map onto the cell grid."""
+    """Runs the first ``layers`` blocks of a backbone and average-pools the map onto the cell grid.
 
-    def __init__(self, cfg: BackboneConfig, grid: tuple[int, int]) -> None:
+    ``device`` "cuda" runs it on the GPU; ``mixed_precision`` then runs the convolutions in float16
+    (autocast), and the pooled features come back as float32 like the CPU's.
+    """
+
+    def __init__(
+        self,
+        cfg: BackboneConfig,
+        grid: tuple[int, int],
+        device: str = "cpu",
+        mixed_precision: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.grid = grid
+        self.device = torch.device(device)
+        self.mixed_precision = mixed_precision and self.device.type == "cuda"
         spec = BACKBONES[cfg.name]
         self.weights = find_weights(spec, cfg.weights)
-        self.net = load_backbone(spec, self.weights)[: cfg.layers]
+        self.net = load_backbone(spec, self.weights)[: cfg.layers].to(self.device)
         self.channels = spec.block_channels[cfg.layers - 1]
-        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        log.info("backbone %s (%d blocks) with weights from %s", spec.name, cfg.layers, self.weights.origin)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        log.info(
+            "backbone %s (%d blocks) with weights from %s on %s%s",
+            spec.name,
+            cfg.layers,
+            self.weights.origin,
+            self.device,
+            " (float16 autocast)" if self.mixed_precision else "",
+        )
 
     @torch.inference_mode()
     def __call__(self, frames_rgb: np.ndarray) -> np.ndarray:
         """``(B, H, W, 3)`` uint8 RGB at ``cfg.input_size`` -> ``(B, cells, channels)`` float32."""
         if len(frames_rgb) == 0:
             return np.zeros((0, self.grid[0] * self.grid[1], self.channels), np.float32)
-        x = torch.from_numpy(frames_rgb).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(frames_rgb).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         x = (x - self._mean) / self._std
-        fmap = nn.functional.adaptive_avg_pool2d(self.net(x), self.grid)
-        return fmap.flatten(2).transpose(1, 2).contiguous().numpy()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.mixed_precision):
+            fmap = nn.functional.adaptive_avg_pool2d(self.net(x), self.grid)
+        return fmap.float().flatten(2).transpose(1, 2).contiguous().cpu().numpy()

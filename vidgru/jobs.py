@@ -96,12 +96,15 @@ def analyze_clips(
     thumbnails: Path | None = None,
     on_frames: FramesDone | None = None,
     tampering: TamperingConfig | None = None,
+    frame_counts: Sequence[int | None] | None = None,
 ) -> Iterator[ClipResult]:
+    """Each clip's result once its events went to ``sinks`` and its scores to ``scores_csv`` (flushed), in
+    the order of ``clips``. ``frame_counts``: the clips' frame counts, when already probed."""
     model_id = str(model.meta.get("model_id", "unknown"))
     grid = model.config.motion.grid
     tampering_on = (tampering or model.config.tampering).enabled
     tamper = model.tamper if tampering_on else None
-    for features in pipeline.run(clips, on_frames=on_frames, tamper=tamper):
+    for features in pipeline.run(clips, on_frames=on_frames, tamper=tamper, frames=frame_counts):
         name, frames = features.clip.name, features.n_frames
         telemetry.frames_decoded(name, frames)
         with telemetry.inference_timer("gru", frames):

@@ -12,12 +12,17 @@ SCORES_HEADER = ("video", "frame", "time", "score")
 
 
 class ScoresCsv:
-    def __init__(self, path: str | Path) -> None:
+    """``append``: continue a file an interrupted run wrote (see :mod:`vidgru.resume`), header and all."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w", newline="", encoding="utf-8")
+        append = append and self.path.is_file()
+        self._fh = self.path.open("a" if append else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._fh)
-        self._writer.writerow(SCORES_HEADER)
+        if not append:
+            self._writer.writerow(SCORES_HEADER)
+            self._fh.flush()
 
     def write_clip(self, video: str, fps: float, scores: np.ndarray) -> None:
         self._writer.writerows(

@@ -32,8 +32,10 @@ class FeaturePipeline(Protocol):
         clips: Sequence[Clip],
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
+        frames: Sequence[int | None] | None = None,
     ) -> Iterator[ClipFeatures]:
-        """Features of each clip, in order; with ``tamper``, also the tampering each clip shows."""
+        """Features of each clip, in order; with ``tamper``, also the tampering each clip shows.
+        ``frames``: the clips' frame counts as the containers state them, when already known."""
         ...
 
 
@@ -46,6 +48,7 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         appearance=extractor(batch.cnn_input)[batch.cnn_rows],
         report=batch.report,
         tamper=batch.tamper,
+        evidence=batch.evidence,
     )
 
 
@@ -60,6 +63,7 @@ class LocalFeaturePipeline:
         clips: Sequence[Clip],
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
+        frames: Sequence[int | None] | None = None,  # not needed: one process reads each clip whole
     ) -> Iterator[ClipFeatures]:
         for clip in clips:
             batches = []

@@ -377,8 +377,15 @@ class TamperDetector:
         self.last_frame = -1
 
     def push(self, frame: np.ndarray, frame_index: int) -> list[TamperChange]:
-        m = self._measurer.measure(self._measurer.small(frame))
-        ev = evidence(m, self.reference, self.cfg)
+        return self.update(self.measure(frame), frame_index)
+
+    def measure(self, frame: np.ndarray) -> Evidence:
+        """What one frame shows; depends on the previous frame measured only. A clip decoded in segments
+        measures each segment where it is decoded and replays the evidence in order with :meth:`update`."""
+        return evidence(self._measurer.measure(self._measurer.small(frame)), self.reference, self.cfg)
+
+    def update(self, ev: Evidence, frame_index: int) -> list[TamperChange]:
+        """Advance the episodes by one frame's evidence, frames in order."""
         self.last_frame = frame_index
         changes = []
         for kind, state in self._states.items():

@@ -11,11 +11,24 @@ from vidgru.pipeline import extract_features
 
 @ray.remote(num_cpus=1)
 class FeatureActor:
-    """Holds the CNN; loads weights once and is called on batches of frames from any clip or camera."""
+    """Holds the CNN; loads weights once and is called on batches of frames from any clip or camera.
 
-    def __init__(self, cfg: BackboneConfig, grid: tuple[int, int], threads: int = 1) -> None:
+    Created with ``num_gpus`` > 0 it runs on the GPU Ray assigned it (``gpu=True``), with float16
+    autocast when ``mixed_precision``. It keeps no state between calls, so Ray may restart it on another
+    node and re-run a call that was lost with it.
+    """
+
+    def __init__(
+        self,
+        cfg: BackboneConfig,
+        grid: tuple[int, int],
+        threads: int = 1,
+        gpu: bool = False,
+        mixed_precision: bool = True,
+    ) -> None:
         torch.set_num_threads(threads)
-        self.extractor = FeatureExtractor(cfg, grid)
+        # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it gave this actor, so "cuda" is one of those.
+        self.extractor = FeatureExtractor(cfg, grid, "cuda" if gpu else "cpu", mixed_precision)
 
     def weights(self) -> dict[str, str]:
         return self.extractor.weights.describe()

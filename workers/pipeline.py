@@ -1,28 +1,39 @@
-"""The feature stages on Ray: a streaming decode task per clip feeds an actor pool of CNNs.
+"""The feature stages on Ray: streaming decode tasks, one per video segment, feed an actor pool of CNNs.
 
 Decode tasks run ahead of the CNN by at most ``_AHEAD`` batches (Ray's generator backpressure), and at
-most ``decoders`` clips decode at once, so memory stays bounded on any number of clips.
+most ``decoders`` segments decode at once, so memory stays bounded on any number of clips. Ray places
+the tasks and actors over the cluster's nodes.
+
+Fault tolerance is Ray's: a decode task whose worker or node dies is run again (``ray.retries``); the
+batches it had already yielded keep their object ids, so none is delivered twice. CNN actors hold no
+state, so they are restarted (elsewhere, if their node is gone) and a call lost with one is run again
+until it succeeds; a batch lost with a node is rebuilt from its lineage. Each clip's features are
+stitched in the driver (:func:`vidgru.segments.stitch`), so a clip is yielded once, whatever failed.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import logging
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Sequence
 
 import ray
 from ray import ObjectRefGenerator
 from ray.util import ActorPool
 
-from vidgru.batches import ClipFeatures, FeatureBatch
+from vidgru.batches import ClipFeatures, FeatureBatch, probe_clip
 from vidgru.config import VidgruConfig
 from vidgru.pipeline import FramesDone
+from vidgru.segments import Segment, plan_segments, stitch
 from vidgru.sources import Clip
 from vidgru.tampering import TamperReference
-from workers.decode import decode_clip
+from workers.decode import decode_segment
 from workers.features import FeatureActor
-from workers.runtime import cluster_cpus, ensure_ray
+from workers.runtime import cluster_cpus, cluster_gpus, ensure_ray
 
-_AHEAD = 8  # batches a decoder may produce before the CNN has taken them
+log = logging.getLogger(__name__)
+
+_AHEAD = 8  # batches a decoder may produce before the driver has taken them
 
 
 class RayFeaturePipeline:
@@ -30,52 +41,110 @@ class RayFeaturePipeline:
         self.cfg = cfg
         ensure_ray(cfg.ray)
         cpus = cluster_cpus()
-        n_actors = cfg.ray.cnn_actors or max(1, cpus // 3)
+        gpus = cluster_gpus() if cfg.ray.gpus else 0.0
+        n_actors = cfg.ray.cnn_actors or (int(gpus) if gpus >= 1 else max(1, cpus // 3))
+        # With GPUs, each actor takes an equal share of them (a whole one with the default actor count).
+        gpu_share = min(1.0, gpus / n_actors) if gpus else 0.0
         self.decoders = cfg.ray.decoders or cpus
         # Decoders ask for a share of what the actors leave, so that all of them run at once: flow costs
         # about twice the CNN per frame, and one decoder per CNN actor would leave the actor idle.
         self.decode_cpus = max(0.1, (cpus - n_actors) / self.decoders)
-        self.actors = [FeatureActor.remote(cfg.features, cfg.motion.grid) for _ in range(n_actors)]
+        # The actors hold no state and extract() is idempotent, so a call lost with its actor is retried
+        # until a restarted one (on another node if need be) takes it. A bounded count is used up within
+        # seconds while a dead node is being detected ("actor temporarily unavailable"), as the
+        # two-node test showed with 3.
+        self.actors = [
+            FeatureActor.options(num_gpus=gpu_share, max_restarts=-1, max_task_retries=-1).remote(
+                cfg.features, cfg.motion.grid, gpu=gpu_share > 0, mixed_precision=cfg.ray.mixed_precision
+            )
+            for _ in range(n_actors)
+        ]
+        log.info(
+            "%d CNN actor(s)%s, %d decoder(s) of %.2f CPU",
+            n_actors,
+            f" on {gpu_share:g} GPU each" if gpu_share else "",
+            self.decoders,
+            self.decode_cpus,
+        )
         # Loading weights in every actor fails fast here, with the actor's own error.
         weights = ray.get([a.weights.remote() for a in self.actors])
         self.weights: dict[str, str] = weights[0]
         self.pool = ActorPool(self.actors)
 
-    def _start(self, clip: Clip, tamper: TamperReference | None) -> ObjectRefGenerator:
-        return decode_clip.options(
-            num_cpus=self.decode_cpus, _generator_backpressure_num_objects=_AHEAD
-        ).remote(clip, self.cfg, tamper)
+    def segments(self, clip: Clip, frames: int | None = None) -> list[Segment]:
+        """How ``clip`` is split into tasks; ``frames``: its frame count if known (else probed)."""
+        frames = probe_clip(clip) if frames is None else frames
+        return plan_segments(clip, frames, self.cfg.ray.segment_frames, self.cfg.features.batch_size)
+
+    def _start(self, segment: Segment, tamper: TamperReference | None) -> ObjectRefGenerator:
+        return decode_segment.options(
+            num_cpus=self.decode_cpus,
+            max_retries=self.cfg.ray.retries,
+            _generator_backpressure_num_objects=_AHEAD,
+        ).remote(segment, self.cfg, tamper)
 
     def run(
         self,
         clips: Sequence[Clip],
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
+        frames: Sequence[int | None] | None = None,
     ) -> Iterator[ClipFeatures]:
-        waiting = deque(clips)
-        decoding: deque[tuple[Clip, ObjectRefGenerator]] = deque()
+        """Features of each clip, in the order of ``clips``. ``frames``: the clips' frame counts, when
+        already probed.
 
-        def refill() -> None:
-            while waiting and len(decoding) < self.decoders:
-                clip = waiting.popleft()
-                decoding.append((clip, self._start(clip, tamper)))
+        Every decoding segment is read as soon as it has a batch and the CNN has a free actor (one
+        ``ray.wait`` over all of them), so segments on all nodes progress at once rather than one at a time
+        behind the oldest. Clips are started at most ``2 * decoders`` ahead of the oldest not yet yielded,
+        which bounds the features held in the driver.
+        """
+        if len({c.name for c in clips}) != len(clips):
+            raise ValueError("clips must have distinct names: their batches are grouped by name")
+        counts = frames if frames is not None else [None] * len(clips)
+        waiting = deque(s for clip, n in zip(clips, counts, strict=True) for s in self.segments(clip, n))
+        segments_left = Counter(s.clip.name for s in waiting)  # per clip: segments still decoding or waiting
+        in_cnn: Counter[str] = Counter()  # per clip: batches submitted to the CNN, not yet collected
+        done: dict[str, list[FeatureBatch]] = defaultdict(list)
+        order = deque(clips)
+        started: set[str] = set()  # clips with a segment started and not yet yielded
+        decoding: dict[ObjectRefGenerator, Segment] = {}
 
-        refill()
-        while decoding:
-            clip, generator = decoding.popleft()
-            refill()
-            batches: list[FeatureBatch] = []
-            for submitted, ref in enumerate(generator, start=1):
-                self.pool.submit(lambda actor, r: actor.extract.remote(r), ref)
-                # Bound the CNN's queue too: results are taken once _AHEAD batches wait on the pool.
-                while submitted - len(batches) > _AHEAD:
-                    batches.append(self._collect(on_frames))
-            while self.pool.has_next():
-                batches.append(self._collect(on_frames))
-            yield ClipFeatures.from_batches(clip, batches)
+        def can_start(segment: Segment) -> bool:
+            name = segment.clip.name
+            return len(decoding) < self.decoders and (name in started or len(started) < 2 * self.decoders)
+
+        while order:
+            while waiting and can_start(waiting[0]):
+                segment = waiting.popleft()
+                started.add(segment.clip.name)
+                decoding[self._start(segment, tamper)] = segment
+            head = order[0].name
+            if segments_left[head] == 0 and in_cnn[head] == 0:
+                clip = order.popleft()
+                started.discard(clip.name)
+                yield stitch(clip, done.pop(clip.name), tamper, self.cfg.tampering)
+                continue
+            if decoding and self.pool.has_free():
+                # Block until some segment has a batch (or has ended): the CNN has room for it.
+                ready, _ = ray.wait(list(decoding), num_returns=1)
+                for generator in ready:
+                    segment = decoding[generator]
+                    try:
+                        ref = next(generator)
+                    except StopIteration:
+                        del decoding[generator]
+                        segments_left[segment.clip.name] -= 1
+                        continue
+                    self.pool.submit(lambda actor, r: actor.extract.remote(r), ref)
+                    in_cnn[segment.clip.name] += 1
+                continue
+            # Every CNN actor is busy (or nothing is decoding): take a result, which frees an actor.
+            batch = self._collect(on_frames)
+            in_cnn[batch.clip] -= 1
+            done[batch.clip].append(batch)
 
     def _collect(self, on_frames: FramesDone | None) -> FeatureBatch:
-        batch: FeatureBatch = self.pool.get_next()
+        batch: FeatureBatch = self.pool.get_next_unordered()
         if on_frames:
             on_frames(len(batch.motion))
         return batch

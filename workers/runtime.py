@@ -32,3 +32,7 @@ def ensure_ray(cfg: RayConfig) -> None:
 
 def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0.0))

@@ -197,8 +197,28 @@ class RayConfig(StrictModel):
     decoders: int | None = Field(
         None,
         ge=1,
-        description="Clips decoded at once (decoding includes optical flow, the costliest stage); null: one per "
-        "CPU. They share the CPUs the CNN actors leave.",
+        description="Clips (or segments of long ones) decoded at once (decoding includes optical flow, the "
+        "costliest stage); null: one per CPU. They share the CPUs the CNN actors leave.",
+    )
+    segment_frames: int = Field(
+        480,
+        ge=0,
+        description="A video longer than this many frames is decoded as several segments, in parallel tasks "
+        "(rounded up to whole features.batch_size batches); their features are stitched before scoring, so "
+        "scores and events are those of the whole video. 0: one task per video.",
+    )
+    retries: int = Field(
+        3,
+        ge=-1,
+        description="Times a decode task is run again after its worker process or node died (-1: without "
+        "limit). CNN actors are restarted, on another node if need be, whenever they die, and calls to them "
+        "are retried until one is back.",
+    )
+    gpus: bool = Field(
+        True, description="CNN actors take the cluster's GPUs when Ray reports any (one actor per GPU)."
+    )
+    mixed_precision: bool = Field(
+        True, description="On a GPU, run the CNN in float16 (autocast); features are returned as float32."
     )
 
 
