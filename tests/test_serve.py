@@ -45,6 +45,8 @@ def test_event_list_matches_the_run(analyzed: dict[str, Path], review_server: Se
         assert page["total"] == len(records)
         assert {e["id"] for e in page["events"]} == {r["id"] for r in records}
         assert all(e["camera"] == "intruder" and e["type"] == "end" for e in page["events"])
+        # the intruders are fast walkers on a still background: their motion is what drives the score
+        assert {e["reason"] for e in page["events"]} == {r["reason"] for r in records} == {"speed"}
         # Pages of one event each cover the whole list, newest (latest start in the video) first.
         pages = [
             client.get("/api/events", params={"limit": 1, "offset": i}).json() for i in range(len(records))

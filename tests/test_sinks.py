@@ -29,7 +29,20 @@ def event(i: int, kind: str = "end", times: str = "seconds") -> dict:
         (0.1 * i, 0.1 * i + 1.5) if times == "seconds" else ("2024-05-01T12:00:00Z", "2024-05-01T12:00:02Z")
     )
     ev = Event(
-        f"ev-{i}", "cam1", i, i + 15, start, end, i + 7, 2.5, 40, 1.5, "cam1@abc", [10, 20, 40, 50], "t.jpg"
+        f"ev-{i}",
+        "cam1",
+        i,
+        i + 15,
+        start,
+        end,
+        i + 7,
+        2.5,
+        40,
+        1.5,
+        "cam1@abc",
+        [10, 20, 40, 50],
+        "t.jpg",
+        {"reason": "speed"},
     )
     return ev.to_record(kind)
 
@@ -60,6 +73,8 @@ def test_schema_is_valid_and_takes_every_record_kind() -> None:
         validate_record(record)
     with_clip = {**event(4), "clip": "thumbs/cam1_000011_ev-4.mp4"}
     validate_record(with_clip)
+    # 'reason' came within schema_version 1: records written before it still validate
+    validate_record({k: v for k, v in event(5).items() if k != "reason"})
 
 
 @pytest.mark.parametrize(
@@ -71,6 +86,7 @@ def test_schema_is_valid_and_takes_every_record_kind() -> None:
         {"start_time": "yesterday"},
         {"peak_score": "high"},
         {"camera": ""},
+        {"reason": "boredom"},
     ],
 )
 def test_schema_rejects_bad_event_records(change: dict) -> None:

@@ -33,6 +33,8 @@ from vidgru.live import FramePrep, LiveScoresCsv, WatchSession, iso_utc, roi_cel
 from vidgru.model_store import load_model
 from vidgru.motion import MotionAnalyzer
 from vidgru.pipeline import LocalFeaturePipeline
+from vidgru.reasons import peak_reason
+from vidgru.schemas import validate_record
 from vidgru.scoring import frame_scores
 from vidgru.sinks import JsonlSink
 from vidgru.sources import Clip
@@ -216,8 +218,14 @@ def test_live_scoring_matches_offline_and_emits_start_then_end(
     assert first["start_time"].endswith("Z") and "T" in first["start_time"]
     assert last["end_time"] == iso_utc(start + last["end_frame"] / 10)
     assert Path(last["thumbnail"]).is_file() and len(last["box"]) == 4
+    # the live reason is the one batch analysis gives for the same peak window
+    features = next(LocalFeaturePipeline(model.config).run([clip]))
+    desc = model.descriptors.transform(features.motion, features.appearance)
+    expected_reason = peak_reason(model.temporal, desc, last["peak_frame"], last["peak_cell"])
+    assert first["reason"] in ("speed", "appearance") and last["reason"] == expected_reason
     for r in records:
         assert r["emitted"] >= r["captured"]  # ISO strings of one format sort as times
+        validate_record(r)
 
 
 def test_roi_masks_cells_outside_it(

@@ -87,6 +87,11 @@ class EventDetector:
         self._started = False
         self._last_active = -1
 
+    @property
+    def open_event(self) -> Event | None:
+        """The event in progress (started or not yet long enough to start), if any."""
+        return self._open
+
     def update(self, frame: int, score: float, cell: int) -> list[EventChange]:
         changes: list[EventChange] = []
         cfg = self.cfg

@@ -25,6 +25,7 @@ from vidgru.events import Event, EventDetector
 from vidgru.model_store import save_model
 from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail
 from vidgru.pipeline import FeaturePipeline, FramesDone
+from vidgru.reasons import peak_reason
 from vidgru.scoring import frame_scores
 from vidgru.sinks import Sink
 from vidgru.sources import Clip
@@ -65,9 +66,13 @@ class ClipResult:
     tampering: list[TamperEpisode] = field(default_factory=list)
 
 
-def score_clip(features: ClipFeatures, model: TrainedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    raw, cells = frame_scores(model.cell_logits(features))
-    return raw, model.calibration(raw), cells
+def score_clip(
+    features: ClipFeatures, model: TrainedModel
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Raw and calibrated frame scores, the cell that gave each, and the descriptors they came from."""
+    desc = model.descriptors.transform(features.motion, features.appearance)
+    raw, cells = frame_scores(model.temporal.score(desc))
+    return raw, model.calibration(raw), cells, desc
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:
@@ -108,7 +113,7 @@ def analyze_clips(
         name, frames = features.clip.name, features.n_frames
         telemetry.frames_decoded(name, frames)
         with telemetry.inference_timer("gru", frames):
-            raw, scores, cells = score_clip(features, model)
+            raw, scores, cells, desc = score_clip(features, model)
         telemetry.frames_analysed(name, frames)
         events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
         peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
@@ -122,6 +127,7 @@ def analyze_clips(
             out = {e.id: thumbnails / f"{stems[e.id]}.mp4" for e in events}
             clips_written = write_event_clips(features.clip, features.fps, spans, out)
         for event in events:
+            event.extra["reason"] = peak_reason(model.temporal, desc, event.peak_frame, event.peak_cell)
             frame = peaks.get(event.peak_frame)
             if frame is not None:
                 event.box = cell_box(event.peak_cell, grid, frame.shape)

@@ -42,6 +42,7 @@ from vidgru.config import BackboneConfig, EventsConfig, MotionConfig
 from vidgru.events import Event, EventDetector, camera_status_record
 from vidgru.motion import MotionAnalyzer
 from vidgru.outputs import cell_box, save_thumbnail
+from vidgru.reasons import window_reason
 from vidgru.sinks import Sink
 from vidgru.streams import CapturedFrame, StatusChange
 from vidgru.tampering import TamperChange, TamperDetector, tamper_record
@@ -183,6 +184,7 @@ class CameraScorer:
         if frame.restart:
             self.state = StreamState()
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
+        history = self.state.history  # step() replaces it; the reason below needs this frame's window
         logits = np.where(self.roi, self.model.temporal.step(desc, self.state), -np.inf)
         cell = int(np.argmax(logits))
         score = float(self.model.calibration(np.array([logits[cell]]))[0])
@@ -192,6 +194,13 @@ class CameraScorer:
         self._recent.append(frame)
         self._last = frame
         changes = self.detector.update(frame.seq, score, cell)
+        current = self.detector.open_event
+        if current is not None and current.peak_frame == frame.seq:  # a new peak: say why, while it is here
+            pad = self.model.temporal.window - 1
+            window = np.concatenate(
+                [history if history is not None else np.repeat(desc[None], pad, 0), desc[None]]
+            )
+            current.extra["reason"] = window_reason(self.model.temporal, window[:, cell], cell)
         if self._open is not None and (self._peak is None or self._peak.seq != self._open.peak_frame):
             self._peak = self._find(self._open.peak_frame)
         records = []

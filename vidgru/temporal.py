@@ -90,6 +90,13 @@ class TemporalModel:
             state.history = seq[len(seq) - pad :].numpy() if pad else seq[:0].numpy()
         return np.concatenate(out)
 
+    @torch.inference_mode()
+    def score_cell_windows(self, windows: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """``(N, W, D)`` windows of the cells ``(N,)`` -> ``(N,)`` mean logit of each window's last frame."""
+        x = torch.from_numpy(np.ascontiguousarray(windows, np.float32))
+        index = torch.from_numpy(np.asarray(cells, np.int64))
+        return torch.stack([net(x, index) for net in self.nets]).mean(0).numpy()
+
     def step(self, descriptor: np.ndarray, state: StreamState) -> np.ndarray:
         """Score one frame ``(cells, D)`` of a live stream -> ``(cells,)`` logits."""
         return self.score(descriptor[None], state)[0]

@@ -69,6 +69,7 @@ class EventOut(BaseModel):
     threshold: float | None
     model: str | None
     box: list[int] | None
+    reason: str | None = Field(description="What drove the peak: 'speed' or 'appearance'.")
     thumbnail_url: str | None = Field(description="The peak frame as JPEG, when the file is there.")
     clip_url: str | None = Field(description="An MP4 around the event, when recorded.")
     review: Review | None = Field(description="The operator's mark, if any.")
@@ -137,6 +138,7 @@ class _Service:
             "threshold": r.get("threshold") if isinstance(r.get("threshold"), int | float) else None,
             "model": r.get("model") if isinstance(r.get("model"), str) else None,
             "box": r.get("box") if isinstance(r.get("box"), list) else None,
+            "reason": r.get("reason") if isinstance(r.get("reason"), str) else None,
             "thumbnail_url": f"{base}/thumbnail.jpg" if self.store.media_of(view, "thumbnail") else None,
             "clip_url": f"{base}/clip.mp4" if self.store.media_of(view, "clip") else None,
             "review": _review(marks.get(view.id)),
