@@ -87,7 +87,14 @@ def watch(
     cpus = cluster_cpus()
     model_cfg = plans[0].model.config
     n_actors = cfg.ray.cnn_actors or max(1, cpus // 3)
-    actors = [FeatureActor.remote(model_cfg.features, model_cfg.motion.grid) for _ in range(n_actors)]
+    # As in batch analysis: the actors keep no state, so a dead one is restarted and its call run again,
+    # and the cameras keep being scored (the readers restart the same way).
+    actors = [
+        FeatureActor.options(max_restarts=-1, max_task_retries=-1).remote(
+            model_cfg.features, model_cfg.motion.grid
+        )
+        for _ in range(n_actors)
+    ]
     ray.get([a.weights.remote() for a in actors])  # weights load, or fail here with the actor's error
     pool = ActorPool(actors)
     chunk = model_cfg.features.batch_size
