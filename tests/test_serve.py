@@ -27,6 +27,7 @@ from tests.test_cli import assert_one_line_error
 from vidgru.events import camera_status_record
 from vidgru.schemas import validate_record
 from vidgru.serve.store import EventStore
+from vidgru.tampering import TamperEpisode, tamper_record
 
 
 def read_records(path: Path) -> list[dict]:
@@ -392,3 +393,47 @@ def test_live_camera_metrics_reach_cameras_and_metrics(analyzed: dict[str, Path]
     assert samples[("vidgru_inference_seconds_count", (("stage", "cnn"),))] == 1
     assert samples[("vidgru_inference_frames_total", (("stage", "cnn"),))] == 8
     assert samples[("vidgru_camera_up", (("camera", "cam7"),))] == 1
+
+
+def test_tampering_episodes_are_listed_with_their_kind(analyzed: dict[str, Path], tmp_path: Path) -> None:
+    """A live camera's tampering (start, then end, one id) and a batch run's (one record) beside the events."""
+    folder = tmp_path / "tamper"
+    folder.mkdir()
+    events = folder / "events.jsonl"
+    shutil.copy(analyzed["events"], events)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+    def clock(frame: int) -> str:
+        return f"{stamp}.{frame:03d}Z"
+
+    live = TamperEpisode("cover", start_frame=10, end_frame=None, score=0.9, confirmed_frame=18)
+    batch = TamperEpisode("freeze", start_frame=40, end_frame=70, score=0.0, confirmed_frame=50)
+    with events.open("a") as fh:
+        fh.write(json.dumps(tamper_record("cam7", live, clock)) + "\n")
+        fh.write(json.dumps(tamper_record("intruder", batch, lambda f: round(f / 10, 3))) + "\n")
+    store = EventStore([folder])
+    cam7 = {c.camera: c for c in store.cameras()}["cam7"]
+    assert (cam7.events, cam7.open_events) == (1, 1)  # the cover is still going
+    with events.open("a") as fh:
+        live.end_frame = 30
+        fh.write(json.dumps(tamper_record("cam7", live, clock, "camera_tampering_end")) + "\n")
+    assert {c.camera: c for c in store.cameras()}["cam7"].open_events == 0
+
+    server = ServeProcess(
+        ["--events", str(events), "--marks", str(tmp_path / "m.sqlite")], free_port(), cwd=folder
+    )
+    server.start()
+    try:
+        with server.client(token=None) as client:
+            listed = client.get("/api/events", params={"type": "camera_tampering"}).json()["events"]
+            assert [(e["camera"], e["kind"], e["reason"]) for e in listed] == [
+                ("intruder", "freeze", "tampering")
+            ]
+            ended = client.get("/api/events", params={"type": "camera_tampering_end"}).json()["events"]
+            assert [(e["camera"], e["kind"], e["end_frame"]) for e in ended] == [("cam7", "cover", 30)]
+            everything = client.get("/api/events").json()["total"]
+            assert everything == len(read_records(analyzed["events"])) + 2
+            page = client.get("/", params={"type": "camera_tampering"}).text
+            assert "tampering: freeze" in page
+    finally:
+        server.stop()

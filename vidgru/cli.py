@@ -503,9 +503,11 @@ def deliver(
     Example: vidgru deliver --config sinks.yaml --events out/events.jsonl
     """
     _setup_logging(verbose)
+    from vidgru import telemetry
     from vidgru.delivery import open_delivery, outbox_path
     from vidgru.errors import DeliveryError
 
+    telemetry.enable()  # what it sends counts in vidgru_events_emitted_total, as analyze's deliveries do
     cfg = _load_cfg(config, None).delivery
     if not cfg.sinks:
         raise DeliveryError(f"{config}: 'delivery.sinks' is empty; nothing to deliver to")

@@ -57,7 +57,11 @@ class Review(BaseModel):
 class EventOut(BaseModel):
     id: str
     camera: str
-    type: str = Field(description="Latest record of the event: 'start' (still open) or 'end'.")
+    type: str = Field(
+        description="Latest record of the event: 'start' (still open) or 'end'; for camera tampering "
+        "'camera_tampering' (live: still going while end_time is null) or 'camera_tampering_end'."
+    )
+    kind: str | None = Field(description="Camera tampering only: 'freeze', 'cover' or 'shift'.")
     start_time: float | str | None = Field(
         description="Seconds into the video (batch) or ISO-8601 UTC (live)."
     )
@@ -139,6 +143,7 @@ class _Service:
             "model": r.get("model") if isinstance(r.get("model"), str) else None,
             "box": r.get("box") if isinstance(r.get("box"), list) else None,
             "reason": r.get("reason") if isinstance(r.get("reason"), str) else None,
+            "kind": r.get("kind") if view.tampering and isinstance(r.get("kind"), str) else None,
             "thumbnail_url": f"{base}/thumbnail.jpg" if self.store.media_of(view, "thumbnail") else None,
             "clip_url": f"{base}/clip.mp4" if self.store.media_of(view, "clip") else None,
             "review": _review(marks.get(view.id)),
@@ -318,7 +323,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def list_events(
         camera: Annotated[str | None, Query(description="Only this camera (or video file stem).")] = None,
         type: Annotated[
-            Literal["start", "end"] | None, Query(description="'start': events still open; 'end': closed.")
+            Literal["start", "end", "camera_tampering", "camera_tampering_end"] | None,
+            Query(
+                description="'start': events still open; 'end': closed; 'camera_tampering' / "
+                "'camera_tampering_end': tampering episodes by their latest record."
+            ),
         ] = None,
         min_score: Annotated[
             float | None, Query(description="Only events whose peak score is at least this.")
@@ -394,7 +403,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def page(
         request: Request,
         camera: str | None = None,
-        type: Literal["start", "end"] | None = None,
+        type: Literal["start", "end", "camera_tampering", "camera_tampering_end"] | None = None,
         min_score: float | None = None,
         review: Literal["all", "false_positive", "unmarked"] = "all",
         offset: Annotated[int, Query(ge=0)] = 0,

@@ -28,7 +28,9 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 MediaKind = Literal["thumbnail", "clip"]
-EVENT_TYPES = ("start", "end")
+EVENT_TYPES = ("start", "end", "camera_tampering", "camera_tampering_end")
+# A record of a later stage completes an earlier one with the same id, never the other way round.
+_STAGE = {"start": 0, "camera_tampering": 0, "end": 1, "camera_tampering_end": 1}
 STATUS_TYPES = ("camera_online", "camera_offline")
 
 
@@ -80,8 +82,19 @@ class EventView:
         return parse_time(self.record.get("end_time"))
 
     @property
+    def tampering(self) -> bool:
+        return self.type.startswith("camera_tampering")
+
+    @property
+    def open(self) -> bool:
+        """Still going: a live event not ended yet, or a live tampering episode not over yet."""
+        return self.type == "start" or (
+            self.type == "camera_tampering" and self.record.get("end_time") is None
+        )
+
+    @property
     def peak_score(self) -> float:
-        value = self.record.get("peak_score")
+        value = self.record.get("score" if self.tampering else "peak_score")
         return float(value) if isinstance(value, int | float) else 0.0
 
 
@@ -235,7 +248,7 @@ class EventStore:
                     start = record.get("start_time")
                     wall = parse_time(start) if isinstance(start, str) else state.mtime
                     events[event_id] = EventView(event_id, dict(record), path, (wall or 0.0, line))
-                elif not (view.type == "end" and record["type"] == "start"):
+                elif _STAGE[record["type"]] >= _STAGE.get(view.type, 0):
                     view.record.update(record)  # the end record completes the start record
                     view.file = path
         self._events, self._status = events, status
@@ -289,7 +302,7 @@ class EventStore:
                     since=None if status is None else status.get("time"),
                     message="" if status is None else str(status.get("message", "")),
                     events=len(mine),
-                    open_events=sum(1 for v in mine if v.type == "start"),
+                    open_events=sum(1 for v in mine if v.open),
                     last_event=mine[0].record.get("start_time") if mine else None,
                 )
             )
