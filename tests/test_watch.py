@@ -411,7 +411,8 @@ def test_watch_survives_a_server_restart_and_a_dead_camera(
 ) -> None:
     """Real RTSP server, real subprocess: start/end for the intruder; the server killed for 10 s gives
     camera_offline then camera_online and scoring resumes in the same process; killed reader processes
-    are restarted; a dead second camera disturbs nothing; SIGTERM ends the open event and exits 0."""
+    and a killed CNN actor are restarted; a dead second camera disturbs nothing; SIGTERM ends the open
+    event and exits 0."""
     (lo, hi), period = live_clip[1][0], 200  # the server loops the 200-frame clip
     config = tmp_path / "cams.yaml"
     cameras = {
@@ -482,6 +483,17 @@ def test_watch_survives_a_server_restart_and_a_dead_camera(
         records = wait_for(events, lambda rs: live(rs, "camera_online")[2:], 60, proc)
         assert "reader process died" in live(records, "camera_offline")[1]["message"]
         back = live(records, "camera_online")[2]
+
+        # The CNN actor's process dies: Ray restarts it, its lost call runs again, scoring goes on.
+        actors = [pid for pid, cmd in descendants(proc.pid).items() if cmd.startswith("ray::FeatureActor")]
+        assert len(actors) == 1, descendants(proc.pid)
+        os.kill(actors[0], signal.SIGKILL)
+        cnn_killed = time.time()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and captured_after(scores, cnn_killed + 2) < 20:
+            time.sleep(0.5)
+        assert captured_after(scores, cnn_killed + 2) >= 20
+        assert proc.poll() is None
 
         # The replayed intruder opens another event. SIGTERM while it is open ends it.
         records = wait_for(events, lambda rs: len(live(rs, "start")) == 2, 60, proc)
