@@ -34,6 +34,7 @@ import numpy as np
 from bench_report import cpu_name, write_section
 
 from vidgru.config import TamperingConfig
+from vidgru.decode import video_frames
 from vidgru.synthetic import inject_tampering
 from vidgru.tampering import (
     FrameMeasurer,
@@ -56,19 +57,6 @@ CONDITIONS = [
 ]
 
 
-def read_clip(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        sys.exit(f"{path}: no frames decoded")
-    return frames
-
-
 def reencode(frames: list[np.ndarray], work: Path) -> list[np.ndarray]:
     path = work / "clip.mp4"
     h, w = frames[0].shape[:2]
@@ -76,7 +64,7 @@ def reencode(frames: list[np.ndarray], work: Path) -> list[np.ndarray]:
     for frame in frames:
         writer.write(frame)
     writer.release()
-    return read_clip(path)
+    return video_frames(path)
 
 
 @dataclass
@@ -189,8 +177,8 @@ def main() -> None:
         sys.exit(f"{PED2} not found: the benchmark needs UCSD Ped2 beside the checkout")
     cv2.setNumThreads(1)  # as in a decode worker: one core per stream
     cfg = TamperingConfig()
-    train = {p.stem: read_clip(p) for p in sorted((PED2 / "train").glob("*.mp4"))}
-    test = {p.stem: read_clip(p) for p in sorted((PED2 / "test").glob("*.mp4"))}
+    train = {p.stem: video_frames(p) for p in sorted((PED2 / "train").glob("*.mp4"))}
+    test = {p.stem: video_frames(p) for p in sorted((PED2 / "test").glob("*.mp4"))}
     started = time.perf_counter()
     reference = fit_reference(train.values(), cfg)
     fit_s = time.perf_counter() - started
@@ -244,8 +232,8 @@ def main() -> None:
 
 def write(table: str, summary: str) -> None:
     body = (
-        f"Measured {dt.date.today().isoformat()} on 2 cores ({cpu_name()}), no GPU, with other work "
-        f"running on the machine at the same time. Command: `python benchmarks/tampering.py --write`.\n\n"
+        f"Measured {dt.date.today().isoformat()} on 2 cores ({cpu_name()}), no GPU. "
+        "Command: `python benchmarks/tampering.py --write`.\n\n"
         "Reference fitted on the 16 training clips; tampering injected by `vidgru.synthetic.inject_tampering` "
         "into each of the 12 test clips (held out), one kind per run, at a start drawn with a fixed seed "
         "between 2 s in and 4 s before the end: freeze 3 s (the last live frame repeated); cover 2 s, a "

@@ -36,6 +36,8 @@ import numpy as np
 import yaml
 from bench_report import cpu_name, markers, write_section
 
+from vidgru.decode import video_frames
+
 ROOT = Path(__file__).resolve().parents[1]
 PED2 = ROOT.parent / "shared" / "datasets" / "ucsd_ped2"
 SERVER = ROOT / "tests" / "rtsp_server.py"
@@ -69,13 +71,8 @@ def long_clip(clips: list[Path], out: Path) -> Path:
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (360, 240))
     try:
         for clip in clips:
-            cap = cv2.VideoCapture(str(clip))
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
+            for frame in video_frames(clip):
                 writer.write(frame)
-            cap.release()
     finally:
         writer.release()
     return out

@@ -17,20 +17,11 @@ import numpy as np
 import pytest
 
 from vidgru.config.cameras import StreamSettings
+from vidgru.decode import video_frames
 from vidgru.streams import CameraStream, CapturedFrame, StatusChange
 from vidgru.synthetic import SceneSpec, render_scene
 
 BOUNDARY = "vidgruframe"
-
-
-def clip_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def read_stream(url: str, want: int, timeout: float = 30) -> tuple[list[Captured
 
 
 def test_mjpeg_over_http(clip: Path) -> None:
-    jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in clip_frames(clip)]
+    jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in video_frames(clip)]
 
     class Mjpeg(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:  # the camera's endless stream, 10 frames a second
@@ -97,7 +88,7 @@ def test_mjpeg_over_http(clip: Path) -> None:
     assert statuses and statuses[0].online
     assert frames[0].image.shape == (240, 360, 3) and frames[0].restart
     # the pictures are the clip's, not noise: the first sampled frame matches one of the clip's frames
-    sent = clip_frames(clip)
+    sent = video_frames(clip)
     assert min(float(np.abs(frames[1].image.astype(int) - f).mean()) for f in sent) < 3
 
 

@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from vidgru.config import TamperingConfig, VidgruConfig
+from vidgru.decode import video_frames
 from vidgru.errors import ModelError, TrainingError
 from vidgru.schemas import validate_record
 from vidgru.synthetic import SceneSpec, inject_tampering, render_scene
@@ -28,24 +29,13 @@ FPS = 10.0
 START = 40  # frame at which tampering is injected; the test clip has 120
 
 
-def read(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
 def through_mp4(frames: list[np.ndarray], path: Path) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
     for frame in frames:
         writer.write(frame)
     writer.release()
-    return read(path)
+    return video_frames(path)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +44,11 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict:
     render_scene(root / "normal_a.mp4", SceneSpec(seconds=15, seed=1))
     render_scene(root / "normal_b.mp4", SceneSpec(seconds=10, seed=3))
     render_scene(root / "live.mp4", SceneSpec(seconds=12, seed=2))
-    normal = [read(root / "normal_a.mp4"), read(root / "normal_b.mp4")]
+    normal = [video_frames(root / "normal_a.mp4"), video_frames(root / "normal_b.mp4")]
     return {
         "root": root,
         "reference": fit_reference(normal, TamperingConfig()),
-        "live": read(root / "live.mp4"),
+        "live": video_frames(root / "live.mp4"),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -134,3 +135,10 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
         return found
     finally:
         cap.release()
+
+
+def video_frames(path: str | Path) -> list[np.ndarray]:
+    """Every frame of a video file, in order, in memory: for short clips (tests, benchmarks). Analysis
+    streams through :class:`FrameReader` instead."""
+    path = Path(path)
+    return [frame for _, frame in FrameReader(Clip(path.stem, path, "video"))]
