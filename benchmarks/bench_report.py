@@ -1,4 +1,5 @@
-"""What every benchmark script shares: the machine's name, and its section of BENCHMARKS.md.
+"""What every benchmark script shares: running the CLI, the machine's name, and its section of
+BENCHMARKS.md.
 
 Each script owns the text between its ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers; writing
 replaces that text only, so the hand-written notes around it stay.
@@ -8,9 +9,29 @@ from __future__ import annotations
 
 import platform
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def run_vidgru(*args: str) -> tuple[str, float]:
+    """Run ``vidgru ARGS`` as a user would; its standard output and wall time. Exits on failure."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "vidgru", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"vidgru {args[0]} failed:\n{result.stderr[-2000:]}")
+    return result.stdout, time.monotonic() - started
+
+
+def frames_per_s(out: str) -> float:
+    """The frames/s that analyze and evaluate print: "... (N frames/s)"."""
+    found = re.search(r"\(([\d.]+) frames/s\)", out)
+    if found is None:
+        sys.exit(f"no frames/s in the output:\n{out[-2000:]}")
+    return float(found.group(1))
 
 
 def cpu_name() -> str:
