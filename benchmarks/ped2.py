@@ -16,8 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from bench_report import cpu_name, markers, write_section
+import yaml
+from bench_report import cpu_name, frames_per_s, markers, write_section
+from bench_report import run_vidgru as run
 
 from vidgru.config import VidgruConfig, load_config
 from vidgru.features import FeatureExtractor
@@ -36,14 +36,6 @@ from vidgru.sources import discover_clips
 ROOT = Path(__file__).resolve().parents[1]
 PED2 = ROOT.parent / "shared" / "datasets" / "ucsd_ped2"
 BEGIN, END = markers("ped2")
-
-
-def run(*args: str) -> tuple[str, float]:
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "vidgru", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"vidgru {args[0]} failed:\n{result.stderr[-2000:]}")
-    return result.stdout, time.monotonic() - started
 
 
 def flow_baseline(clips: list, grid: tuple[int, int] = (8, 12)) -> tuple[dict[str, np.ndarray], float]:
@@ -108,21 +100,31 @@ def main() -> None:
 
     train_clips = sorted(str(p) for p in (PED2 / "train").glob("*.mp4"))
     _, train_s = run("train", "--normal", *train_clips, "--out", str(work / "model"), *cfg_args)
-    out, eval_s = run(
-        "evaluate",
-        str(PED2 / "test"),
-        "--model",
-        str(work / "model"),
-        "--labels",
-        str(PED2 / "labels.json"),
-        "--report",
-        str(work / "report"),
-        "--events",
-        str(work / "events.jsonl"),
-        *cfg_args,
-    )
-    summary = json.loads((work / "report" / "summary.json").read_text())
-    fps = float(re.search(r"\(([\d.]+) frames/s\)", out).group(1))  # type: ignore[union-attr]
+
+    def evaluate(name: str, *extra: str) -> tuple[dict, float, float]:
+        """``vidgru evaluate`` of the test clips: its summary, frames/s and wall time."""
+        out, wall = run(
+            "evaluate",
+            str(PED2 / "test"),
+            "--model",
+            str(work / "model"),
+            "--labels",
+            str(PED2 / "labels.json"),
+            "--report",
+            str(work / f"report{name}"),
+            "--events",
+            str(work / f"events{name}.jsonl"),
+            *extra,
+        )
+        return json.loads((work / f"report{name}" / "summary.json").read_text()), frames_per_s(out), wall
+
+    summary, fps, eval_s = evaluate("", *cfg_args)
+    # The same model with its behaviour GRU left out: what the streaming memory costs, and that it
+    # does not lower Ped2's AUC.
+    without = yaml.safe_load(args.config.read_text()) if args.config else {}
+    without.setdefault("behaviour", {})["enabled"] = False
+    (work / "no-behaviour.yaml").write_text(yaml.safe_dump(without))
+    summary_wo, fps_wo, _ = evaluate("-no-behaviour", "--config", str(work / "no-behaviour.yaml"))
 
     test_clips = discover_clips([PED2 / "test"])
     labels = load_labels(PED2 / "labels.json")
@@ -138,6 +140,13 @@ def main() -> None:
             summary["micro_auc_normalised"],
             summary["macro_auc"],
             f"{fps:.1f} (`analyze`, end to end)",
+        ),
+        (
+            "same model, behaviour GRU left out (`behaviour.enabled: false`)",
+            summary_wo["micro_auc"],
+            summary_wo["micro_auc_normalised"],
+            summary_wo["macro_auc"],
+            f"{fps_wo:.1f} (`analyze`, end to end)",
         ),
         (
             "flow baseline (max cell flow)",

@@ -28,14 +28,13 @@ from vidgru.config.cameras import CamerasConfig, StreamSettings, load_cameras_co
 from vidgru.decode import FrameReader
 from vidgru.errors import ConfigError
 from vidgru.features import FeatureExtractor
-from vidgru.jobs import detect_events
+from vidgru.jobs import detect_events, score_clip
 from vidgru.live import FramePrep, LiveScoresCsv, WatchSession, iso_utc, roi_cells
 from vidgru.model_store import load_model
 from vidgru.motion import MotionAnalyzer
 from vidgru.pipeline import LocalFeaturePipeline
 from vidgru.reasons import peak_reason
 from vidgru.schemas import validate_record
-from vidgru.scoring import frame_scores
 from vidgru.sinks import JsonlSink
 from vidgru.sources import Clip
 from vidgru.streams import Backoff, CameraStream, CapturedFrame, FrameSampler, LatestFrames, StatusChange
@@ -102,9 +101,10 @@ def offline(model_dir: Path, live_clip: tuple[Path, list[list[int]]]) -> tuple[n
     settings come from the scores so that they hold for whatever the fixture model learned."""
     path, ((lo, hi),) = live_clip
     model = load_model(model_dir)
-    features = next(LocalFeaturePipeline(model.config).run([Clip("live", path, "video")]))
-    raw, cells = frame_scores(model.cell_logits(features))
-    scores = model.calibration(raw)
+    pipeline = LocalFeaturePipeline(model.config)
+    features = next(pipeline.run([Clip("live", path, "video")], background=model.background))
+    scored = score_clip(features, model)  # both temporal models, as analyze scores
+    scores, cells = scored.scores, scored.cells
     for q, hysteresis in itertools.product((0.5, 0.3, 0.7, 0.2), (0.7, 0.5)):
         settings = {
             "threshold": round(float(np.quantile(scores[lo:hi], q)), 3),
@@ -195,7 +195,7 @@ def test_live_scoring_matches_offline_and_emits_start_then_end(
     (expected,) = detect_events("cam", offline_scores, offline_cells, 10.0, plan.scorer.events, "m")
 
     extractor = FeatureExtractor(model.config.features, model.config.motion.grid)
-    prep = FramePrep("cam", model.config.motion, model.config.features)
+    prep = FramePrep("cam", model.config.motion, model.config.features, model.background)
     sink, scores = JsonlSink(tmp_path / "events.jsonl"), LiveScoresCsv(tmp_path / "scores.csv")
     session = WatchSession({"cam": plan.scorer}, lambda b: extractor(b.cnn_input), [sink], scores)
     start = time.time() - 3600.0  # captured an hour ago
@@ -219,10 +219,14 @@ def test_live_scoring_matches_offline_and_emits_start_then_end(
     assert last["end_time"] == iso_utc(start + last["end_frame"] / 10)
     assert Path(last["thumbnail"]).is_file() and len(last["box"]) == 4
     # the live reason is the one batch analysis gives for the same peak window
-    features = next(LocalFeaturePipeline(model.config).run([clip]))
-    desc = model.descriptors.transform(features.motion, features.appearance)
-    expected_reason = peak_reason(model.temporal, desc, last["peak_frame"], last["peak_cell"])
-    assert first["reason"] in ("speed", "appearance") and last["reason"] == expected_reason
+    features = next(LocalFeaturePipeline(model.config).run([clip], background=model.background))
+    scored = score_clip(features, model)
+    expected_reason = (
+        "time_pattern"
+        if scored.from_behaviour[last["peak_frame"]]
+        else peak_reason(model.temporal, scored.descriptors, last["peak_frame"], last["peak_cell"])
+    )
+    assert first["reason"] in ("speed", "appearance", "time_pattern") and last["reason"] == expected_reason
     for r in records:
         assert r["emitted"] >= r["captured"]  # ISO strings of one format sort as times
         validate_record(r)
@@ -246,7 +250,7 @@ def test_roi_masks_cells_outside_it(
     (plan,) = plan_cameras(cfg, None)
     model = plan.model
     extractor = FeatureExtractor(model.config.features, model.config.motion.grid)
-    prep = FramePrep("cam", model.config.motion, model.config.features)
+    prep = FramePrep("cam", model.config.motion, model.config.features, model.background)
     cells, records = set(), []
     for i, image in FrameReader(Clip("live", live_clip[0], "video")):
         if i > live_clip[1][0][1] + 15:  # past the intruder
@@ -280,7 +284,7 @@ def test_latest_frames_drops_the_oldest_and_keeps_statuses_in_order() -> None:
 
 def test_frame_prep_restarts_flow_after_a_gap(model_dir: Path) -> None:
     model = load_model(model_dir)
-    prep = FramePrep("cam", model.config.motion, model.config.features)
+    prep = FramePrep("cam", model.config.motion, model.config.features, model.background)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (240, 360, 3), dtype=np.uint8) for _ in range(5)]
     out = [prep(CapturedFrame(seq, 0.0, images[i], seq == 0)) for i, seq in enumerate([0, 1, 2, 5, 6])]

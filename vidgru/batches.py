@@ -20,6 +20,7 @@ import numpy as np
 from vidgru.config import VidgruConfig
 from vidgru.decode import DecodeReport, FrameReader
 from vidgru.motion import N_MOTION, MotionAnalyzer
+from vidgru.occupancy import SceneBackground
 from vidgru.sources import Clip
 from vidgru.tampering import Evidence, TamperChange, TamperDetector, TamperReference
 
@@ -35,6 +36,7 @@ class FrameBatch:
     report: DecodeReport | None = None  # set on the clip's last batch
     tamper: list[TamperChange] = field(default_factory=list)  # tampering episodes opened/closed in it
     evidence: list[Evidence] = field(default_factory=list)  # per frame, when decoded as a segment
+    occupancy: np.ndarray | None = None  # (B, cells), given a scene background
 
 
 @dataclass
@@ -47,6 +49,7 @@ class FeatureBatch:
     report: DecodeReport | None = None
     tamper: list[TamperChange] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    occupancy: np.ndarray | None = None
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ClipFeatures:
     appearance: np.ndarray  # (T, cells, channels)
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
     tamper: list[TamperChange] = field(default_factory=list)
+    occupancy: np.ndarray | None = None  # (T, cells): what stands in each cell (vidgru.occupancy)
 
     @property
     def n_frames(self) -> int:
@@ -75,6 +79,11 @@ class ClipFeatures:
             appearance=np.concatenate([b.appearance for b in batches]),
             report=report,
             tamper=[change for b in batches for change in b.tamper],
+            occupancy=(
+                np.concatenate([b.occupancy for b in batches])
+                if all(b.occupancy is not None for b in batches)
+                else None
+            ),
         )
 
 
@@ -95,8 +104,10 @@ def frame_batches(
     start: int = 0,
     stop: int | None = None,
     evidence: bool = False,
+    background: SceneBackground | None = None,
 ) -> Iterator[FrameBatch]:
     """``tamper``: the model's reference picture; given, each batch carries the tampering it saw.
+    ``background``: the model's empty scene; given, each batch carries each frame's cell occupancy.
 
     ``start`` / ``stop``: only frames ``start <= index < stop`` (a segment; see :mod:`vidgru.segments`).
     The frame before ``start`` is decoded too, so that flow into ``start`` is what the whole clip gives;
@@ -117,6 +128,8 @@ def frame_batches(
     images: list[np.ndarray] = []
     rows: list[int] = []
     stats: list[np.ndarray] = []
+    occupied: list[np.ndarray] = []
+    grid = cfg.motion.grid
     batch_start = start
 
     def flush() -> FrameBatch:
@@ -129,6 +142,7 @@ def frame_batches(
             motion=np.stack(stats),
             tamper=changes.copy(),
             evidence=seen.copy(),
+            occupancy=np.stack(occupied) if background is not None else None,
         )
         changes.clear()
         seen.clear()
@@ -149,9 +163,11 @@ def frame_batches(
             images.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
         rows.append(len(images) - 1)
         stats.append(stat)
+        if background is not None:
+            occupied.append(background.occupancy(frame, grid))
         if len(rows) == size:
             yield flush()
-            images, rows, stats, batch_start = [], [], [], index + 1
+            images, rows, stats, occupied, batch_start = [], [], [], [], index + 1
     # The last batch carries the decode report and the episodes still open, even when it holds no frames.
     if detector is not None and not evidence:
         changes.extend(detector.close())
@@ -166,6 +182,7 @@ def frame_batches(
             cnn_rows=np.zeros(0, np.int64),
             motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
             tamper=changes.copy(),
+            occupancy=np.zeros((0, motion.n_cells), np.float32) if background is not None else None,
         )
     if stop is None:
         last.report = reader.report

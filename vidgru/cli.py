@@ -136,13 +136,24 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     config: ConfigOpt = None,
     address: AddressOpt = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(
+            "--memory",
+            min=0,
+            help="Steps the behaviour GRU remembers (behaviour.memory): 0 streams its state through the whole "
+            "video; 1 sees one frame at a time (the ablation that shows what memory catches).",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit a model on a camera's normal footage.
 
     The footage should show only ordinary activity. vidgru learns how things move in each part of the
-    picture, using synthetic speed-ups of that footage as examples of the unusual, and calibrates scores
-    on a held-out part so that threshold 1.0 means the same on every camera.
+    picture (a short-window GRU, with synthetic speed-ups of that footage as examples of the unusual) and
+    how long things stay and how they come and go (a GRU whose memory spans the whole video, with the
+    footage's own time held, played back and forth, or stopped and restarted as examples). Scores are
+    calibrated on a held-out part so that threshold 1.0 means the same on every camera.
 
     Example: vidgru train --normal footage/cam1/normal/*.mp4 --out models/cam1
     """
@@ -152,6 +163,8 @@ def train(
     from workers.pipeline import RayFeaturePipeline
 
     cfg = _load_cfg(config, address)
+    if memory is not None:
+        cfg.behaviour.memory = memory
     clips = discover_clips(normal)
     total = _expected_frames(clips)
     started = time.monotonic()
@@ -232,6 +245,11 @@ def _model_and_config(
         user = _load_cfg(config, None)
         cfg.events, cfg.ray, cfg.delivery = user.events, user.ray, user.delivery
         cfg.tampering = user.tampering
+        if not user.behaviour.enabled:
+            # A run may leave the behaviour model out (to compare, or to save its small cost); the rest of
+            # its section describes how the model was trained and stays the model's.
+            cfg.behaviour.enabled = model.config.behaviour.enabled = False
+            model.behaviour = None
     if address:
         cfg.ray.address = address
     if threshold is not None:
@@ -266,6 +284,7 @@ def _run_analysis(
         settings = {
             "events": cfg.events.model_dump(mode="json"),
             "tampering": cfg.tampering.model_dump(mode="json"),
+            "behaviour": model.behaviour is not None,
         }
         identity = run_identity(str(model.meta.get("model_id", "unknown")), settings, scores)
         manifest = RunManifest.open(events, scores, identity, fresh=fresh)

@@ -18,11 +18,13 @@ import numpy as np
 
 from vidgru import telemetry
 from vidgru.batches import ClipFeatures
+from vidgru.behaviour import region_cell
 from vidgru.config import EventsConfig, TamperingConfig, VidgruConfig
 from vidgru.decode import DecodeReport, FrameReader, read_frames
 from vidgru.event_clips import clip_span, write_event_clips
 from vidgru.events import Event, EventDetector
 from vidgru.model_store import save_model
+from vidgru.occupancy import fit_background
 from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail
 from vidgru.pipeline import FeaturePipeline, FramesDone
 from vidgru.reasons import peak_reason
@@ -42,11 +44,20 @@ def train_model(
     on_frames: FramesDone | None = None,
     progress: Progress | None = None,
 ) -> tuple[TrainedModel, list[DecodeReport]]:
-    features = list(pipeline.run(clips, on_frames=on_frames))
+    background = None
+    if cfg.behaviour.enabled:
+        # Fitted first, since the features of the normal clips measure occupancy against it. A pass of
+        # small grey frames in this process: they decode at over 1,000 frames/s.
+        background = fit_background(
+            ((frame for _, frame in FrameReader(clip)) for clip in clips),
+            cfg.behaviour.background_size,
+            cfg.temporal.seed,
+        )
+    features = list(pipeline.run(clips, on_frames=on_frames, background=background))
     model = fit_model(features, cfg, pipeline.weights, progress)
+    model.background = background
     model.meta["decode_problems"] = [f.report.problem for f in features if f.report.problem]
     if cfg.tampering.enabled:
-        # A second decoding pass, in this process: small grey frames decode at over 1,000 frames/s.
         model.tamper = fit_reference(
             ((frame for _, frame in FrameReader(clip)) for clip in clips), cfg.tampering, cfg.temporal.seed
         )
@@ -66,13 +77,37 @@ class ClipResult:
     tampering: list[TamperEpisode] = field(default_factory=list)
 
 
-def score_clip(
-    features: ClipFeatures, model: TrainedModel
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Raw and calibrated frame scores, the cell that gave each, and the descriptors they came from."""
+@dataclass
+class ClipScores:
+    raw: np.ndarray  # (T,) the short-window GRU's frame score (max cell logit)
+    scores: np.ndarray  # (T,) calibrated; the larger of the two models' where there is a behaviour model
+    cells: np.ndarray  # (T,) the cell that gave each frame's score
+    descriptors: np.ndarray  # (T, cells, D) the short-window GRU's input
+    from_behaviour: np.ndarray  # (T,) bool: the behaviour model gave the frame's score
+
+
+def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
+    """Calibrated frame scores from both temporal models, and where each came from."""
     desc = model.descriptors.transform(features.motion, features.appearance)
     raw, cells = frame_scores(model.temporal.score(desc))
-    return raw, model.calibration(raw), cells, desc
+    scores = model.calibration(raw)
+    behaviour = model.behaviour_logits(features)
+    from_behaviour = np.zeros(len(raw), bool)
+    if behaviour is not None and model.behaviour_calibration is not None:
+        b_raw, b_cells = frame_scores(behaviour)
+        b_scores = model.behaviour_calibration(b_raw)
+        from_behaviour = (b_scores > scores) & (b_scores >= model.config.behaviour.floor)
+        scores = np.where(from_behaviour, b_scores, scores).astype(np.float32)
+        regions, grid = model.config.behaviour.regions, model.config.motion.grid
+        occupancy = features.occupancy
+        assert occupancy is not None  # behaviour_logits needs it
+        cells = np.array(
+            [
+                region_cell(int(b), occupancy[t], grid, regions) if use else int(c)
+                for t, (b, c, use) in enumerate(zip(b_cells, cells, from_behaviour, strict=True))
+            ]
+        )
+    return ClipScores(raw, scores, cells, desc, from_behaviour)
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:
@@ -109,11 +144,14 @@ def analyze_clips(
     grid = model.config.motion.grid
     tampering_on = (tampering or model.config.tampering).enabled
     tamper = model.tamper if tampering_on else None
-    for features in pipeline.run(clips, on_frames=on_frames, tamper=tamper, frames=frame_counts):
+    background = model.background if model.behaviour is not None else None
+    runs = pipeline.run(clips, on_frames=on_frames, tamper=tamper, frames=frame_counts, background=background)
+    for features in runs:
         name, frames = features.clip.name, features.n_frames
         telemetry.frames_decoded(name, frames)
         with telemetry.inference_timer("gru", frames):
-            raw, scores, cells, desc = score_clip(features, model)
+            scored = score_clip(features, model)
+        raw, scores, cells = scored.raw, scored.scores, scored.cells
         telemetry.frames_analysed(name, frames)
         events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
         peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
@@ -127,7 +165,11 @@ def analyze_clips(
             out = {e.id: thumbnails / f"{stems[e.id]}.mp4" for e in events}
             clips_written = write_event_clips(features.clip, features.fps, spans, out)
         for event in events:
-            event.extra["reason"] = peak_reason(model.temporal, desc, event.peak_frame, event.peak_cell)
+            event.extra["reason"] = (
+                "time_pattern"
+                if scored.from_behaviour[event.peak_frame]
+                else peak_reason(model.temporal, scored.descriptors, event.peak_frame, event.peak_cell)
+            )
             frame = peaks.get(event.peak_frame)
             if frame is not None:
                 event.box = cell_box(event.peak_cell, grid, frame.shape)

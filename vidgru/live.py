@@ -38,9 +38,11 @@ import numpy as np
 
 from vidgru import telemetry
 from vidgru.batches import FrameBatch
+from vidgru.behaviour import BehaviourState, frame_features, region_cell, step_stride
 from vidgru.config import BackboneConfig, EventsConfig, MotionConfig
 from vidgru.events import Event, EventDetector, camera_status_record
 from vidgru.motion import MotionAnalyzer
+from vidgru.occupancy import SceneBackground
 from vidgru.outputs import cell_box, save_thumbnail
 from vidgru.reasons import window_reason
 from vidgru.sinks import Sink
@@ -72,14 +74,23 @@ class LiveFrame:
     cnn_input: np.ndarray | None  # (h, w, 3) RGB at features.input_size, on the frames the CNN runs on
     preview: np.ndarray  # BGR, at most PREVIEW_WIDTH wide
     shape: tuple[int, int]  # the stream's frame size, (height, width)
+    occupancy: np.ndarray | None = None  # (cells,), when the model has a behaviour model
 
 
 class FramePrep:
     """One camera's motion analyzer and CNN cadence; runs beside its reader."""
 
-    def __init__(self, camera: str, motion: MotionConfig, features: BackboneConfig) -> None:
+    def __init__(
+        self,
+        camera: str,
+        motion: MotionConfig,
+        features: BackboneConfig,
+        background: SceneBackground | None = None,
+    ) -> None:
         self.camera = camera
         self.motion = MotionAnalyzer(motion)
+        self.grid = motion.grid
+        self.background = background
         self.input_size = features.input_size
         self.every = features.interval + 1
         self._last_seq: int | None = None
@@ -104,7 +115,10 @@ class FramePrep:
             preview = cv2.resize(
                 frame.image, (PREVIEW_WIDTH, round(h * PREVIEW_WIDTH / w)), interpolation=cv2.INTER_AREA
             )
-        return LiveFrame(self.camera, frame.seq, frame.captured, restart, stats, cnn_input, preview, (h, w))
+        occupancy = None if self.background is None else self.background.occupancy(frame.image, self.grid)
+        return LiveFrame(
+            self.camera, frame.seq, frame.captured, restart, stats, cnn_input, preview, (h, w), occupancy
+        )
 
 
 def roi_cells(polygons: Sequence[Sequence[Sequence[float]]] | None, grid: tuple[int, int]) -> np.ndarray:
@@ -146,6 +160,11 @@ class CameraScorer:
         self.thumbnails = thumbnails if events.thumbnails else None
         self.model_id = str(model.meta.get("model_id", "unknown"))
         self.state = StreamState()
+        self.behaviour = BehaviourState()
+        # A region of the behaviour model counts when any of its cells is in the region of interest.
+        (rows, cols), (r, c) = self.grid, model.config.behaviour.regions
+        blocks = self.roi.reshape(r, rows // r, c, cols // c)
+        self._region_roi = blocks.any(axis=(1, 3)).ravel()
         self.counters = CameraCounters()
         self.telemetry = telemetry.camera(camera)
         self.history = ScoreHistory(fps=fps)  # scores around each event, for the review page's chart
@@ -183,11 +202,26 @@ class CameraScorer:
             raise ValueError(f"{self.camera}: the first frame after a restart must carry CNN features")
         if frame.restart:
             self.state = StreamState()
+            self.behaviour = BehaviourState()
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
         history = self.state.history  # step() replaces it; the reason below needs this frame's window
         logits = np.where(self.roi, self.model.temporal.step(desc, self.state), -np.inf)
         cell = int(np.argmax(logits))
         score = float(self.model.calibration(np.array([logits[cell]]))[0])
+        from_behaviour = False
+        behaviour = self._behaviour_logits(frame)
+        if behaviour is not None and self.model.behaviour_calibration is not None:
+            b_logits = np.where(self._region_roi, behaviour, -np.inf)
+            b_cell = int(np.argmax(b_logits))
+            b_score = float(self.model.behaviour_calibration(np.array([b_logits[b_cell]]))[0])
+            if (
+                b_score > score
+                and b_score >= self.model.config.behaviour.floor
+                and frame.occupancy is not None
+            ):
+                regions = self.model.config.behaviour.regions
+                score, from_behaviour = b_score, True
+                cell = region_cell(b_cell, frame.occupancy * self.roi, self.grid, regions)
         self._now = (frame.seq, iso_utc(frame.captured))
         self.history.append(frame.seq, self._now[1], score)
         tampering = self._tampering(frame)
@@ -200,7 +234,11 @@ class CameraScorer:
             window = np.concatenate(
                 [history if history is not None else np.repeat(desc[None], pad, 0), desc[None]]
             )
-            current.extra["reason"] = window_reason(self.model.temporal, window[:, cell], cell)
+            current.extra["reason"] = (
+                "time_pattern"
+                if from_behaviour
+                else window_reason(self.model.temporal, window[:, cell], cell)
+            )
         if self._open is not None and (self._peak is None or self._peak.seq != self._open.peak_frame):
             self._peak = self._find(self._open.peak_frame)
         records = []
@@ -210,6 +248,19 @@ class CameraScorer:
                 self._peak = self._find(change.event.peak_frame)
             records.append(self._record(change.type, change.event, frame))
         return score, cell, records + tampering
+
+    def _behaviour_logits(self, frame: LiveFrame) -> np.ndarray | None:
+        """The behaviour GRU steps on every ``step_s`` seconds of frames from the stream's (re)start, as
+        it does from a video's first frame; frames between steps keep the last step's logits."""
+        model = self.model.behaviour
+        if model is None or frame.occupancy is None:
+            return None
+        state, cfg = self.behaviour, self.model.config.behaviour
+        state.pending.append(frame_features(frame.motion, frame.occupancy, self.grid, cfg.regions))
+        if len(state.pending) == step_stride(self.fps, cfg.step_s):
+            state.logits = model.step(np.mean(state.pending, axis=0), state)
+            state.pending.clear()
+        return state.logits
 
     def _tampering(self, frame: LiveFrame) -> list[dict[str, Any]]:
         if self.tamper is None:
@@ -258,6 +309,7 @@ class CameraScorer:
     def close(self) -> list[dict[str, Any]]:
         """The stream stopped (offline or shutdown): end the open event, forget the GRU history."""
         self.state = StreamState()
+        self.behaviour = BehaviourState()
         self._appearance = None
         last, self._last = self._last, None
         if last is None:

@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from vidgru.config import dump_config
+from vidgru.behaviour import BehaviourGRU, BehaviourModel
+from vidgru.config import BehaviourConfig, dump_config
 from vidgru.config.loader import config_from_dict
 from vidgru.descriptors import DescriptorSpace
 from vidgru.errors import ConfigError, ModelError, ModelVersionError
+from vidgru.occupancy import BACKGROUND_JSON, SceneBackground
 from vidgru.scoring import Calibration
 from vidgru.tampering import REFERENCE_JSON as TAMPER_FILE
 from vidgru.tampering import TamperReference
@@ -52,6 +54,15 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
         "n_cells": model.temporal.n_cells,
         "window": tc.window,
     }
+    if model.behaviour is not None and model.behaviour_calibration is not None:
+        payload["behaviour"] = {
+            "nets": model.behaviour.state_dicts(),
+            "mean": torch.from_numpy(model.behaviour.mean),
+            "std": torch.from_numpy(model.behaviour.std),
+            "n_cells": model.behaviour.n_cells,
+            "memory": model.behaviour.memory,
+            "calibration": model.behaviour_calibration.to_dict(),
+        }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     (out / "model.pt").write_bytes(buffer.getvalue())
@@ -68,6 +79,8 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
     }
     if model.tamper is not None:
         model.tamper.save(out)
+    if model.background is not None:
+        model.background.save(out)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     model.meta = meta
     return model_id
@@ -112,11 +125,39 @@ def load_model(path: str | Path) -> TrainedModel:
             net.load_state_dict(state)
             nets.append(net)
         descriptors = DescriptorSpace.from_state({k: v.numpy() for k, v in payload["descriptors"].items()})
+        behaviour, behaviour_calibration = _load_behaviour(payload.get("behaviour"), cfg.behaviour)
+        background = SceneBackground.load(path) if (path / BACKGROUND_JSON).is_file() else None
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, yaml.YAMLError) as err:
         raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
     temporal = TemporalModel(nets, payload["window"], payload["n_cells"])
     # Models trained before tampering detection have no reference; they score as before, without it.
     tamper = TamperReference.load(path) if (path / TAMPER_FILE).is_file() else None
     return TrainedModel(
-        cfg, descriptors, temporal, calibration, meta.get("backbone_weights", {}), meta, tamper
+        cfg,
+        descriptors,
+        temporal,
+        calibration,
+        meta.get("backbone_weights", {}),
+        meta,
+        tamper,
+        background,
+        behaviour if background is not None else None,
+        behaviour_calibration,
     )
+
+
+def _load_behaviour(
+    saved: dict | None, cfg: BehaviourConfig
+) -> tuple[BehaviourModel | None, Calibration | None]:
+    """Models trained before the behaviour model (or with it disabled) have none and score without it."""
+    if not saved:
+        return None, None
+    nets = []
+    for state in saved["nets"]:
+        net = BehaviourGRU(saved["n_cells"], cfg.hidden, cfg.position_dim)
+        net.load_state_dict(state)
+        nets.append(net)
+    model = BehaviourModel(
+        nets, saved["mean"].numpy(), saved["std"].numpy(), saved["n_cells"], int(saved["memory"])
+    )
+    return model, Calibration(**saved["calibration"])

@@ -18,6 +18,7 @@ from typing import Protocol
 from vidgru.batches import ClipFeatures, FeatureBatch, FrameBatch, frame_batches
 from vidgru.config import VidgruConfig
 from vidgru.features import FeatureExtractor
+from vidgru.occupancy import SceneBackground
 from vidgru.sources import Clip
 from vidgru.tampering import TamperReference
 
@@ -33,9 +34,11 @@ class FeaturePipeline(Protocol):
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
         frames: Sequence[int | None] | None = None,
+        background: SceneBackground | None = None,
     ) -> Iterator[ClipFeatures]:
-        """Features of each clip, in order; with ``tamper``, also the tampering each clip shows.
-        ``frames``: the clips' frame counts as the containers state them, when already known."""
+        """Features of each clip, in order; with ``tamper``, also the tampering each clip shows; with
+        ``background``, each frame's cell occupancy. ``frames``: the clips' frame counts as the containers
+        state them, when already known."""
         ...
 
 
@@ -49,6 +52,7 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         report=batch.report,
         tamper=batch.tamper,
         evidence=batch.evidence,
+        occupancy=batch.occupancy,
     )
 
 
@@ -64,10 +68,11 @@ class LocalFeaturePipeline:
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
         frames: Sequence[int | None] | None = None,  # not needed: one process reads each clip whole
+        background: SceneBackground | None = None,
     ) -> Iterator[ClipFeatures]:
         for clip in clips:
             batches = []
-            for batch in frame_batches(clip, self.cfg, tamper=tamper):
+            for batch in frame_batches(clip, self.cfg, tamper=tamper, background=background):
                 batches.append(extract_features(self.extractor, batch))
                 if on_frames:
                     on_frames(len(batch.motion))

@@ -4,7 +4,8 @@ Descriptors are z-scores against the camera's normal footage, so 0 means "as nor
 average". The window that gave an event its peak is scored twice more by the same GRU ensemble: once
 with the motion statistics set to 0, once with the CNN appearance components set to 0. The evidence whose
 removal lowers the logit most is the reason: ``speed`` (how fast and which way things move) or
-``appearance`` (what the CNN sees). Tampering records carry ``tampering``.
+``appearance`` (what the CNN sees). When the behaviour GRU (:mod:`vidgru.behaviour`), whose memory spans
+the video, gave the peak instead, the reason is ``time_pattern``. Tampering records carry ``tampering``.
 
 Example::
 
@@ -20,8 +21,8 @@ import numpy as np
 from vidgru.motion import N_MOTION
 from vidgru.temporal import TemporalModel
 
-Reason = Literal["speed", "appearance", "tampering"]
-REASONS: tuple[str, ...] = ("speed", "appearance", "tampering")
+Reason = Literal["speed", "appearance", "time_pattern", "tampering"]
+REASONS: tuple[str, ...] = ("speed", "appearance", "time_pattern", "tampering")
 
 
 def window_reason(temporal: TemporalModel, window: np.ndarray, cell: int) -> Reason:

@@ -23,10 +23,13 @@ import torch
 from torch import nn
 
 from vidgru.batches import ClipFeatures
+from vidgru.behaviour import BehaviourModel, clip_steps, frame_logits, step_stride
+from vidgru.behaviour_training import fit_behaviour
 from vidgru.config import VidgruConfig
 from vidgru.descriptors import DescriptorSpace
 from vidgru.errors import TrainingError
 from vidgru.motion import MOTION_FEATURES, speed_up
+from vidgru.occupancy import SceneBackground
 from vidgru.scoring import Calibration, frame_scores
 from vidgru.tampering import TamperReference
 from vidgru.temporal import TemporalModel
@@ -47,9 +50,25 @@ class TrainedModel:
     weights: dict[str, str]
     meta: dict[str, object]
     tamper: TamperReference | None = None  # the camera's normal picture, for tampering detection
+    background: SceneBackground | None = None  # the empty scene, for cell occupancy
+    behaviour: BehaviourModel | None = None  # the GRU with streaming memory (vidgru.behaviour)
+    behaviour_calibration: Calibration | None = None
 
     def cell_logits(self, features: ClipFeatures) -> np.ndarray:
         return self.temporal.score(self.descriptors.transform(features.motion, features.appearance))
+
+    def behaviour_logits(self, features: ClipFeatures) -> np.ndarray | None:
+        """``(T, regions)``: each frame's behaviour logits (the last step complete at it; -inf before the
+        first), the GRU state carried from the clip's first frame; None without a behaviour model or
+        occupancy."""
+        if self.behaviour is None or features.occupancy is None or features.n_frames == 0:
+            return None
+        stride = step_stride(features.fps, self.config.behaviour.step_s)
+        cfg = self.config
+        steps = clip_steps(
+            features.motion, features.occupancy, cfg.motion.grid, cfg.behaviour.regions, stride
+        )
+        return frame_logits(self.behaviour.score(steps), features.n_frames, stride)
 
 
 def _split(features: ClipFeatures, holdout: float) -> int:
@@ -171,7 +190,32 @@ def fit_model(
     held_out = tails or heads
     raw = np.concatenate([frame_scores(model.cell_logits(f))[0] for f in held_out])
     model.calibration = Calibration.fit(raw)
+    behaviour_meta: dict[str, object] = {}
+    if cfg.behaviour.enabled and all(f.occupancy is not None for f in clips):
+        model.behaviour, behaviour_meta = fit_behaviour(
+            [(h.motion, h.occupancy) for h in heads if h.occupancy is not None],
+            cfg.motion.grid,
+            clips[0].fps,
+            cfg.behaviour,
+            tc.seed,
+            progress,
+        )
+        # Scored over whole clips and read on their held-out tails: the tails are unseen, and their state
+        # has run as long as it does in use, not from a fresh start.
+        tail_scores = []
+        for f, split in zip(clips, splits, strict=True):
+            logits = model.behaviour_logits(f)
+            if logits is not None and split < f.n_frames:
+                tail_scores.append(frame_scores(logits[split:])[0])
+        b_raw = np.concatenate(tail_scores) if tail_scores else np.zeros(0, np.float32)
+        b_raw = b_raw[np.isfinite(b_raw)]
+        if len(b_raw) == 0:  # clips too short for a step in their tails: calibrate on what there is
+            whole = [model.behaviour_logits(f) for f in clips]
+            b_raw = np.concatenate([frame_scores(b)[0] for b in whole if b is not None])
+            b_raw = b_raw[np.isfinite(b_raw)]
+        model.behaviour_calibration = Calibration.fit(b_raw if len(b_raw) else np.zeros(1, np.float32))
     model.meta = {
+        **behaviour_meta,
         "trained_on": [f.clip.name for f in clips],
         "frames": total_frames,
         "windows": len(y),
@@ -188,4 +232,5 @@ def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
         motion=f.motion[lo:hi],
         appearance=f.appearance[lo:hi],
         report=f.report,
+        occupancy=None if f.occupancy is None else f.occupancy[lo:hi],
     )

@@ -23,6 +23,7 @@ from ray.util import ActorPool
 
 from vidgru.batches import ClipFeatures, FeatureBatch, probe_clip
 from vidgru.config import VidgruConfig
+from vidgru.occupancy import SceneBackground
 from vidgru.pipeline import FramesDone
 from vidgru.segments import Segment, plan_segments, stitch
 from vidgru.sources import Clip
@@ -76,12 +77,14 @@ class RayFeaturePipeline:
         frames = probe_clip(clip) if frames is None else frames
         return plan_segments(clip, frames, self.cfg.ray.segment_frames, self.cfg.features.batch_size)
 
-    def _start(self, segment: Segment, tamper: TamperReference | None) -> ObjectRefGenerator:
+    def _start(
+        self, segment: Segment, tamper: TamperReference | None, background: SceneBackground | None
+    ) -> ObjectRefGenerator:
         return decode_segment.options(
             num_cpus=self.decode_cpus,
             max_retries=self.cfg.ray.retries,
             _generator_backpressure_num_objects=_AHEAD,
-        ).remote(segment, self.cfg, tamper)
+        ).remote(segment, self.cfg, tamper, background)
 
     def run(
         self,
@@ -89,9 +92,10 @@ class RayFeaturePipeline:
         on_frames: FramesDone | None = None,
         tamper: TamperReference | None = None,
         frames: Sequence[int | None] | None = None,
+        background: SceneBackground | None = None,
     ) -> Iterator[ClipFeatures]:
         """Features of each clip, in the order of ``clips``. ``frames``: the clips' frame counts, when
-        already probed.
+        already probed; ``background``: the scene background occupancy is measured against.
 
         Every decoding segment is read as soon as it has a batch and the CNN has a free actor (one
         ``ray.wait`` over all of them), so segments on all nodes progress at once rather than one at a time
@@ -117,7 +121,7 @@ class RayFeaturePipeline:
             while waiting and can_start(waiting[0]):
                 segment = waiting.popleft()
                 started.add(segment.clip.name)
-                decoding[self._start(segment, tamper)] = segment
+                decoding[self._start(segment, tamper, background)] = segment
             head = order[0].name
             if segments_left[head] == 0 and in_cnn[head] == 0:
                 clip = order.popleft()

@@ -26,6 +26,7 @@ from vidgru.batches import FeatureBatch, FrameBatch
 from vidgru.config import BackboneConfig, MotionConfig
 from vidgru.config.cameras import CameraConfig, CamerasConfig, StreamSettings
 from vidgru.live import FramePrep, LiveScoresCsv, WatchSession
+from vidgru.occupancy import SceneBackground
 from vidgru.sinks import Sink
 from vidgru.streams import CameraStream, CapturedFrame, LatestFrames, StatusChange
 from vidgru.watching import CameraPlan, ReaderTake, StatusBoard, WatchResult
@@ -46,11 +47,12 @@ class CameraReader:
         fps: float,
         motion: MotionConfig,
         features: BackboneConfig,
+        background: SceneBackground | None = None,
     ) -> None:
         cv2.setNumThreads(1)  # Ray gives each reader a share of a core
         self.buffer = LatestFrames(math.ceil(settings.buffer_s * fps))
         self.stream = CameraStream(camera.id, camera.open_target, settings, fps, camera.source_kind)
-        self.prep = FramePrep(camera.id, motion, features)
+        self.prep = FramePrep(camera.id, motion, features, background)
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -118,7 +120,12 @@ def watch(
     reader_cpus = max(0.05, (cpus - n_actors) / len(plans))
     readers = {
         p.camera.id: CameraReader.options(num_cpus=reader_cpus, max_restarts=-1).remote(
-            p.camera, cfg.stream, p.fps, p.model.config.motion, p.model.config.features
+            p.camera,
+            cfg.stream,
+            p.fps,
+            p.model.config.motion,
+            p.model.config.features,
+            p.model.background if p.model.behaviour is not None else None,
         )
         for p in plans
     }

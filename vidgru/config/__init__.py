@@ -11,6 +11,7 @@ from vidgru.config.cameras import CameraConfig, CamerasConfig, StreamSettings, l
 from vidgru.config.loader import dump_config, load_config
 from vidgru.config.models import (
     BackboneConfig,
+    BehaviourConfig,
     EventsConfig,
     MotionConfig,
     RayConfig,
@@ -31,6 +32,7 @@ from vidgru.config.sinks import (
 
 __all__ = [
     "BackboneConfig",
+    "BehaviourConfig",
     "CameraConfig",
     "CamerasConfig",
     "DeliveryConfig",

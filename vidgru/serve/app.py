@@ -73,7 +73,7 @@ class EventOut(BaseModel):
     threshold: float | None
     model: str | None
     box: list[int] | None
-    reason: str | None = Field(description="What drove the peak: 'speed' or 'appearance'.")
+    reason: str | None = Field(description="What drove the peak: 'speed', 'appearance' or 'time_pattern'.")
     thumbnail_url: str | None = Field(description="The peak frame as JPEG, when the file is there.")
     clip_url: str | None = Field(description="An MP4 around the event, when recorded.")
     review: Review | None = Field(description="The operator's mark, if any.")

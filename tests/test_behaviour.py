@@ -1,0 +1,180 @@
+"""The behaviour GRU: features per region, state that streams, training edits, and the CLI end to end
+(a loiterer raises an event whose reason is the time pattern; the one-step ablation trains and runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli as _run_cli
+from vidgru.behaviour import (
+    N_STEP,
+    BehaviourModel,
+    BehaviourState,
+    clip_steps,
+    frame_features,
+    frame_logits,
+    region_cell,
+)
+from vidgru.behaviour_training import IGNORE, back_and_forth, hold, occupied_runs
+from vidgru.config import BehaviourConfig
+from vidgru.model_store import load_model
+from vidgru.motion import MOTION_FEATURES, N_MOTION
+from vidgru.schemas import validate_record
+from vidgru.synthetic import BehaviourSceneSpec, Episode, render_behaviour_scene
+
+GRID, REGIONS = (8, 12), (4, 6)
+
+
+def run_cli(*args: str) -> None:
+    result = _run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _frames(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n, 96, N_MOTION), np.float32), np.zeros((n, 96), np.float32)
+
+
+def test_someone_on_a_region_border_counts_in_both_regions() -> None:
+    motion, occupancy = _frames(1)
+    occupancy[0, 1 * 12 + 1] = 0.3  # cell (1, 1): region (0, 0), next to region (0, 1)
+    features = frame_features(motion, occupancy, GRID, REGIONS)[0]
+    assert features.shape == (24, N_STEP)
+    assert features[0, 0] == pytest.approx(0.3) and features[1, 0] == pytest.approx(0.3)
+    assert features[2, 0] == 0 and features[6, 0] == pytest.approx(0.3)  # the ring reaches one cell
+    assert region_cell(0, occupancy[0], GRID, REGIONS) == 13
+
+
+def test_flow_direction_and_slow_occupancy() -> None:
+    motion, occupancy = _frames(2)
+    right, left = MOTION_FEATURES.index("orientation_0"), MOTION_FEATURES.index("orientation_4")
+    speed = MOTION_FEATURES.index("object_speed")
+    occupancy[:, 0] = 0.3
+    motion[0, 0, right], motion[0, 0, speed] = 1.0, 1.5  # walking right
+    motion[1, 0, left], motion[1, 0, speed] = 1.0, 0.2  # shuffling left
+    f = frame_features(motion, occupancy, GRID, REGIONS)
+    flow_x = 4
+    assert f[0, 0, flow_x] > 0 > f[1, 0, flow_x]
+    assert f[0, 0, 1] == 0 and f[1, 0, 1] == pytest.approx(0.3)  # only the slow one counts as staying
+
+
+def test_steps_average_their_frames_and_frames_see_only_finished_steps() -> None:
+    motion, occupancy = _frames(12)
+    occupancy[:, 0] = np.arange(12) / 100
+    steps = clip_steps(motion, occupancy, GRID, REGIONS, stride=5)
+    assert steps.shape == (2, 24, N_STEP)  # frames 10 and 11 make no whole step
+    assert steps[0, 0, 0] == pytest.approx(np.mean(np.arange(5) / 100))
+    logits = frame_logits(np.array([[1.0], [2.0]], np.float32), 12, 5)
+    assert np.isneginf(logits[:4]).all() and (logits[4:9] == 1).all() and (logits[9:] == 2).all()
+
+
+@pytest.mark.parametrize("memory", [0, 1, 3])
+def test_live_steps_equal_scoring_the_whole_clip(memory: int) -> None:
+    rng = np.random.default_rng(0)
+    steps = rng.normal(0, 1, (20, 24, N_STEP)).astype(np.float32)
+    cfg = BehaviourConfig(memory=memory, ensemble=2)
+    model = BehaviourModel.build(24, cfg, np.zeros(N_STEP), np.ones(N_STEP), seed=0)
+    state = BehaviourState()
+    live = np.stack([model.step(s, state) for s in steps])
+    np.testing.assert_allclose(live, model.score(steps), atol=1e-5)
+    if memory == 0:  # the state carries: step 10 depends on step 0
+        changed = steps.copy()
+        changed[0] += 5
+        assert not np.allclose(model.score(changed)[10], model.score(steps)[10])
+    else:  # memory cut to N steps: step N+1 is blind to step 0
+        changed = steps.copy()
+        changed[0] += 5
+        np.testing.assert_allclose(
+            model.score(changed)[memory + 1 :], model.score(steps)[memory + 1 :], atol=1e-5
+        )
+
+
+def test_edits_label_only_what_outlasts_or_repeats() -> None:
+    rng = np.random.default_rng(0)
+    base = np.zeros((60, 24, N_STEP), np.float32)
+    base[10:14, 3, 0] = base[10:14, 3, 1] = 0.3  # someone stands in region 3 for 4 steps
+    edited = hold(base, 12, 30, onset=8, rng=rng)
+    runs = occupied_runs(edited.base[..., 1])
+    positive = edited.labels == 1
+    assert positive[:, 3].any() and not positive[:, np.arange(24) != 3].any()
+    assert (runs[positive] > 8).all()  # only once the stay is longer than normal
+    held = slice(13, 43)  # the 30 held steps, after step 12
+    early = (runs[held, 3] > 0) & (runs[held, 3] <= 8)
+    assert early.any() and (edited.labels[held, 3][early] == IGNORE).all()  # normal-looking: left out
+    assert (edited.labels[:13] == 0).all()  # before the edit: plain negatives
+
+    walk = np.zeros((40, 24, N_STEP), np.float32)
+    walk[5:15, 7, 0] = 0.3
+    walk[5:15, 7, 4] = 1.0  # walking right
+    paced = back_and_forth(walk, 5, 10, passes=4)
+    flow = paced.base[:, 7, 4]
+    assert (flow > 0).any() and (flow < 0).any()  # the way back is played backwards
+    first_positive = np.flatnonzero(paced.labels[:, 7] == 1)[0]
+    assert first_positive == 5 + 2 * 10  # the third pass: after the second reversal
+
+
+@pytest.fixture(scope="module")
+def behaviour_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("behaviour")
+    normal = []
+    for i in range(4):
+        path = root / "normal" / f"normal_{i}.mp4"
+        render_behaviour_scene(path, BehaviourSceneSpec(seconds=60, seed=100 + i))
+        normal.append(path)
+    loiter = root / "loiter.mp4"
+    (label,) = render_behaviour_scene(
+        loiter, BehaviourSceneSpec(seconds=70, seed=999, episodes=(Episode("loiter", 10, 45),))
+    )
+    (root / "label.json").write_text(json.dumps([label.start, label.end]))
+    return {"root": root, "normal": root / "normal", "loiter": loiter}
+
+
+def analyze_loiter(footage: dict[str, Path], model: Path, out: Path, *extra: str) -> None:
+    """``vidgru analyze`` of the loitering clip into ``out``/events.jsonl and ``out``/scores.csv."""
+    events, scores = out / "events.jsonl", out / "scores.csv"
+    run_cli(
+        "analyze",
+        str(footage["loiter"]),
+        "--model",
+        str(model),
+        "--events",
+        str(events),
+        "--scores",
+        str(scores),
+        *extra,
+    )
+
+
+def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
+    behaviour_footage: dict[str, Path], tmp_path: Path
+) -> None:
+    root = behaviour_footage["root"]
+    model = tmp_path / "model"
+    run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model))
+    assert load_model(model).behaviour is not None
+    events = tmp_path / "events.jsonl"
+    # A model trained on four minutes scores this loiterer at about 1.6 at its height, near the default
+    # threshold of 1.5; this test is about why the event fires (recall is benchmarks/temporal.py's), so a
+    # lower threshold keeps it from hanging on the third decimal.
+    analyze_loiter(behaviour_footage, model, tmp_path, "--threshold", "1.2")
+    start, end = json.loads((root / "label.json").read_text())
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    for record in records:
+        validate_record(record)
+    hits = [r for r in records if r["type"] == "end" and r["start_frame"] < end and r["end_frame"] >= start]
+    assert hits, f"no event over the loitering (frames {start}-{end}): {records}"
+    assert "time_pattern" in {r["reason"] for r in hits}
+    assert all(len(r["box"]) == 4 for r in hits)
+
+
+def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "ablation"
+    run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "1")
+    loaded = load_model(model)
+    assert loaded.config.behaviour.memory == 1
+    assert loaded.behaviour is not None and loaded.behaviour.memory == 1
+    analyze_loiter(behaviour_footage, model, tmp_path)
+    assert len((tmp_path / "scores.csv").read_text().splitlines()) == 70 * 10 + 1

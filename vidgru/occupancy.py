@@ -1,0 +1,108 @@
+"""What stands in each cell: the share of its pixels that differ from the camera's empty scene.
+
+Optical flow sees only what moves. A person who stands still, or a bag put down, has no flow, yet that is
+exactly what loitering and left objects are made of. So each frame is also compared with a background
+picture fitted on the camera's normal footage (the per-pixel median of frames sampled across it, where
+passers-by do not stay long enough to show), and each cell gets the fraction of its pixels that differ.
+
+The background is fixed once trained, so a frame's occupancy depends on that frame alone: segments of a
+video decoded apart, and a live stream after a reconnect, measure exactly what one pass would.
+
+Example::
+
+    background = fit_background(frames_of_normal_clips, size=(120, 180))
+    occupancy = background.occupancy(frame_bgr, grid=(8, 12))    # (96,) in [0, 1]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidgru.errors import ModelError
+
+BACKGROUND_JSON = "background.json"
+BACKGROUND_PNG = "background.png"
+MAX_SAMPLES = 400  # frames the median is taken over
+_MIN_THRESHOLD = 12.0  # grey levels; below this, sensor and codec noise pass for objects
+
+
+def _grey(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if grey.shape[:2] != (height, width):
+        grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+    # A light blur so that single noisy pixels do not count as something standing there.
+    return cv2.GaussianBlur(grey, (3, 3), 0)
+
+
+@dataclass
+class SceneBackground:
+    picture: np.ndarray  # uint8 grey, at size
+    threshold: float  # grey-level difference that marks a pixel as not background
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.picture.shape[0]), int(self.picture.shape[1])
+
+    def occupancy(self, frame: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """``(rows * cols,)`` float32: per cell, the share of pixels that differ from the background."""
+        rows, cols = grid
+        differs = (cv2.absdiff(_grey(frame, self.size), self.picture) > self.threshold).astype(np.float32)
+        return cv2.resize(differs, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        cv2.imwrite(str(directory / BACKGROUND_PNG), self.picture)
+        meta = {"size": list(self.size), "threshold": self.threshold}
+        (directory / BACKGROUND_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SceneBackground:
+        directory = Path(directory)
+        picture = cv2.imread(str(directory / BACKGROUND_PNG), cv2.IMREAD_GRAYSCALE)
+        try:
+            meta = json.loads((directory / BACKGROUND_JSON).read_text())
+            threshold = float(meta["threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ModelError(
+                f"{directory / BACKGROUND_JSON} is unreadable ({err}); retrain the model"
+            ) from err
+        if picture is None:
+            raise ModelError(f"{directory / BACKGROUND_PNG} is missing or unreadable; retrain the model")
+        return cls(picture, threshold)
+
+
+def fit_background(
+    clips: Iterable[Iterable[np.ndarray]], size: tuple[int, int], seed: int = 0
+) -> SceneBackground:
+    """Fit from normal clips (each an iterable of BGR or grey frames).
+
+    The threshold is set from the footage itself: four times the median absolute difference of the
+    sampled frames from the background, which is mostly noise since most pixels are empty most of the time.
+    """
+    rng = np.random.default_rng(seed)
+    samples: list[np.ndarray] = []
+    seen = 0
+    for clip in clips:
+        for frame in clip:
+            small = _grey(frame, size)
+            seen += 1
+            # Reservoir sample: a fair, bounded sample of any amount of footage.
+            if len(samples) < MAX_SAMPLES:
+                samples.append(small)
+            else:
+                slot = int(rng.integers(seen))
+                if slot < MAX_SAMPLES:
+                    samples[slot] = small
+    if not samples:
+        raise ValueError("no frames to fit a background on")
+    stack = np.stack(samples)
+    picture = np.median(stack, axis=0).astype(np.uint8)
+    noise = float(np.median(np.abs(stack.astype(np.int16) - picture.astype(np.int16))))
+    return SceneBackground(picture, max(_MIN_THRESHOLD, 4.0 * noise))
