@@ -153,7 +153,7 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
 ) -> None:
     root = behaviour_footage["root"]
     model = tmp_path / "model"
-    run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model))
+    run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "0")
     assert load_model(model).behaviour is not None
     events = tmp_path / "events.jsonl"
     # A model trained on four minutes scores this loiterer at about 1.6 at its height, near the default
@@ -178,3 +178,9 @@ def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path
     assert loaded.behaviour is not None and loaded.behaviour.memory == 1
     analyze_loiter(behaviour_footage, model, tmp_path)
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 70 * 10 + 1
+
+
+def test_the_behaviour_model_is_off_unless_asked_for(tmp_path: Path) -> None:
+    from vidgru.config import VidgruConfig
+
+    assert not VidgruConfig().behaviour.enabled

@@ -141,8 +141,8 @@ def train(
         typer.Option(
             "--memory",
             min=0,
-            help="Steps the behaviour GRU remembers (behaviour.memory): 0 streams its state through the whole "
-            "video; 1 sees one frame at a time (the ablation that shows what memory catches).",
+            help="Train the behaviour GRU (off by default) with this many steps of memory (behaviour.memory): "
+            "0 streams its state through the whole video; 1 sees one step at a time (the ablation).",
         ),
     ] = None,
     verbose: VerboseOpt = False,
@@ -164,7 +164,7 @@ def train(
 
     cfg = _load_cfg(config, address)
     if memory is not None:
-        cfg.behaviour.memory = memory
+        cfg.behaviour.enabled, cfg.behaviour.memory = True, memory
     clips = discover_clips(normal)
     total = _expected_frames(clips)
     started = time.monotonic()

@@ -105,9 +105,10 @@ class BehaviourConfig(StrictModel):
     """The GRU whose state streams through a whole video: someone who stays, paces or keeps stopping."""
 
     enabled: bool = Field(
-        True,
-        description="Train and run the behaviour model (its score joins the frame score). In the --config of "
-        "analyze or evaluate, false leaves a trained model's behaviour GRU out of that run.",
+        False,
+        description="Train and run the behaviour model (its score joins the frame score). Off by default until "
+        "it meets its recall bar on pacing and stop-and-go (BENCHMARKS.md); `vidgru train --memory N` turns "
+        "it on. In the --config of analyze or evaluate, false leaves a trained model's behaviour GRU out.",
     )
     step_s: float = Field(
         0.5, gt=0, le=5, description="Seconds per step of the model; each step reads the mean of its frames."
