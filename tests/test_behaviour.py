@@ -20,7 +20,7 @@ from vidgru.behaviour import (
     region_cell,
 )
 from vidgru.behaviour_training import IGNORE, back_and_forth, hold, occupied_runs
-from vidgru.config import BehaviourConfig
+from vidgru.config import BehaviourConfig, VidgruConfig
 from vidgru.model_store import load_model
 from vidgru.motion import MOTION_FEATURES, N_MOTION
 from vidgru.schemas import validate_record
@@ -180,7 +180,5 @@ def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 70 * 10 + 1
 
 
-def test_the_behaviour_model_is_off_unless_asked_for(tmp_path: Path) -> None:
-    from vidgru.config import VidgruConfig
-
+def test_the_behaviour_model_is_off_unless_asked_for() -> None:
     assert not VidgruConfig().behaviour.enabled

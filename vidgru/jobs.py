@@ -101,12 +101,10 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
         regions, grid = model.config.behaviour.regions, model.config.motion.grid
         occupancy = features.occupancy
         assert occupancy is not None  # behaviour_logits needs it
-        cells = np.array(
-            [
-                region_cell(int(b), occupancy[t], grid, regions) if use else int(c)
-                for t, (b, c, use) in enumerate(zip(b_cells, cells, from_behaviour, strict=True))
-            ]
-        )
+        cells = cells.copy()
+        # Only the frames the behaviour model scored get its region's fullest cell.
+        for t in np.flatnonzero(from_behaviour):
+            cells[t] = region_cell(int(b_cells[t]), occupancy[t], grid, regions)
     return ClipScores(raw, scores, cells, desc, from_behaviour)
 
 
