@@ -6,7 +6,7 @@ import torch
 
 from vidgru.config import BackboneConfig
 from vidgru.errors import WeightsNotFoundError
-from vidgru.features import BACKBONES, FeatureExtractor, find_weights
+from vidgru.features import BACKBONES, FeatureExtractor, find_weights, load_backbone
 
 
 def test_auto_finds_packaged_imagenet_weights() -> None:
@@ -16,7 +16,13 @@ def test_auto_finds_packaged_imagenet_weights() -> None:
     extractor = FeatureExtractor(BackboneConfig(), (8, 12))
     # The loaded net holds the file's tensors, not a random initialisation.
     first = next(iter(torch.load(source.path, map_location="cpu", weights_only=True).values()))
-    assert torch.equal(extractor.net[0][0].weight, first)
+    eager = load_backbone(BACKBONES["mobilenet_v2"], source)[:14]
+    assert torch.equal(eager[0][0].weight, first)
+    # The extractor runs it with batch norm folded in: the same function.
+    x = torch.rand(2, 3, 128, 192)
+    with torch.inference_mode():
+        expected, folded = eager(x), extractor.net(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(folded, expected, atol=1e-4 * float(expected.abs().max()))
     out = extractor(np.zeros((3, 128, 192, 3), np.uint8))
     assert out.shape == (3, 96, extractor.channels) and extractor.channels == 96
     assert extractor(np.zeros((0, 128, 192, 3), np.uint8)).shape == (0, 96, 96)
