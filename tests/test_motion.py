@@ -1,8 +1,9 @@
 import cv2
 import numpy as np
+import pytest
 
 from vidgru.config import MotionConfig
-from vidgru.motion import MOTION_FEATURES, N_MOTION, MotionAnalyzer, cell_statistics, speed_up
+from vidgru.motion import MOTION_FEATURES, N_MOTION, MotionAnalyzer, cell_statistics, dis_flow, speed_up
 
 SPEED = MOTION_FEATURES.index("object_speed")
 MOVING = MOTION_FEATURES.index("moving_fraction")
@@ -56,7 +57,8 @@ def _small_walker(t: int, noise: np.random.Generator) -> np.ndarray:
 def test_changed_region_flow_sees_a_small_slow_walker_and_matches_whole_frame_flow() -> None:
     noise = np.random.default_rng(1)
     frames = [_small_walker(t, noise) for t in range(6)]
-    regions, whole = MotionAnalyzer(MotionConfig()), MotionAnalyzer(MotionConfig(change_threshold=0))
+    regions = MotionAnalyzer(MotionConfig(method="farneback"))
+    whole = MotionAnalyzer(MotionConfig(method="farneback", change_threshold=0))
     for frame in frames:
         a, b = regions.push(frame), whole.push(frame)
     walker_cells = {3 * 12 + 2, 4 * 12 + 2}  # x 62-72, y 109-131: column 2, rows 3 and 4
@@ -65,3 +67,29 @@ def test_changed_region_flow_sees_a_small_slow_walker_and_matches_whole_frame_fl
     assert abs(a[:, SPEED].max() - b[:, SPEED].max()) < 0.3
     # Still places get no flow at all, where whole-frame flow reads noise.
     assert (a[:, 2] > 0).sum() < 12
+
+
+def test_dis_sees_a_small_slow_walker_only_where_it_walks() -> None:
+    noise = np.random.default_rng(1)
+    motion = MotionAnalyzer(MotionConfig(method="dis"))
+    stats = [motion.push(_small_walker(t, noise)) for t in range(6)][-1]
+    # DIS matches patches at half resolution, so its flow reaches a few pixels past the walker's back edge:
+    # the fastest cell is the walker's or the one it just left.
+    assert int(stats[:, SPEED].argmax()) in {3 * 12 + 1, 3 * 12 + 2, 4 * 12 + 1, 4 * 12 + 2}
+    assert 0.8 < stats[:, SPEED].max() < 2.5
+    assert (stats[:, 2] > 0).sum() < 12
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_flow_measures_an_object_speed_and_direction(method: str) -> None:
+    motion = MotionAnalyzer(MotionConfig(method=method))
+    stats = [motion.push(_moving_square(t)) for t in range(4)][-1]
+    moving = int(stats[:, SPEED].argmax())
+    # A uniform 30x40 square moving 4 px/frame: only its edges show the motion, so estimates fall short.
+    assert 2.5 < stats[moving, SPEED] < 5.0
+    assert stats[moving, 3] > stats[moving, 3 + 4]  # rightwards, not leftwards
+
+
+def test_dis_gives_no_flow_for_a_picture_too_small_to_match() -> None:
+    tiny = np.zeros((8, 10), np.uint8)
+    assert not dis_flow()(tiny, tiny).any()

@@ -113,8 +113,10 @@ def load_model(path: str | Path) -> TrainedModel:
         raw = yaml.safe_load((path / "config.yaml").read_text())
         if isinstance(raw, dict) and isinstance(raw.get("motion"), dict):
             # Keys added after a model was trained take the behaviour it was trained with, not today's
-            # default: models from before changed-region flow computed flow over the whole frame.
+            # default: models from before changed-region flow computed flow over the whole frame, and before
+            # strided statistics read every pixel.
             raw["motion"].setdefault("change_threshold", 0)
+            raw["motion"].setdefault("stats_stride", 1)
         cfg = config_from_dict(raw, str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))

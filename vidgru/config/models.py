@@ -48,7 +48,12 @@ class BackboneConfig(StrictModel):
 class MotionConfig(StrictModel):
     """Optical flow between consecutive frames, summarised per grid cell."""
 
-    method: Literal["farneback", "dis"] = Field("farneback", description="OpenCV optical-flow algorithm.")
+    method: Literal["farneback", "dis"] = Field(
+        "dis",
+        description="OpenCV optical-flow algorithm: DIS (patches matched at half resolution, refined at full) "
+        "or Farneback. On Ped2 DIS scored higher at under a third of the cost; a model keeps the one it was "
+        "trained with.",
+    )
     size: tuple[int, int] = Field(
         (240, 360), description="Frame size at which flow is computed, [height, width]; divisible by grid."
     )
@@ -56,12 +61,19 @@ class MotionConfig(StrictModel):
     moving_threshold: float = Field(
         0.3, gt=0, description="Flow magnitude (pixels/frame at `size`) above which a pixel counts as moving."
     )
+    stats_stride: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Cell statistics read every Nth pixel of the flow each way (2: a quarter of them; on Ped2 "
+        "as accurate as all of them, 1 ms less per frame).",
+    )
     change_threshold: int = Field(
         8,
         ge=0,
         le=255,
-        description="Grey-level change between consecutive frames that marks a place as moving; Farneback "
-        "flow is computed only around such places and is zero elsewhere (0: flow over the whole frame).",
+        description="Grey-level change between consecutive frames that marks a place as moving; flow is "
+        "computed only around such places and is zero elsewhere (0: flow over the whole frame).",
     )
 
     @model_validator(mode="after")
