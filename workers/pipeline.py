@@ -1,7 +1,8 @@
 """The feature stages on Ray: streaming decode tasks, one per video segment, feed an actor pool of CNNs.
 
-Decode tasks run ahead of the CNN by at most ``_AHEAD`` batches (Ray's generator backpressure), and at
-most ``decoders`` segments decode at once, so memory stays bounded on any number of clips. Ray places
+Decode tasks run ahead of the CNN by at most ``_AHEAD`` batches each (Ray's generator backpressure) plus
+``_PENDING`` taken into the driver, and at most ``decoders`` segments decode at once, so memory stays
+bounded on any number of clips. Ray places
 the tasks and actors over the cluster's nodes.
 
 Fault tolerance is Ray's: a decode task whose worker or node dies is run again (``ray.retries``); the
@@ -16,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import ray
 from ray import ObjectRefGenerator
-from ray.util import ActorPool
+from ray.actor import ActorHandle
 
 from vidgru.batches import ClipFeatures, FeatureBatch, probe_clip
 from vidgru.config import VidgruConfig
@@ -35,6 +37,9 @@ from workers.runtime import cluster_cpus, cluster_gpus, ensure_ray
 log = logging.getLogger(__name__)
 
 _AHEAD = 8  # batches a decoder may produce before the driver has taken them
+# Decoded batches the driver takes ahead of the CNN (about 0.7 MB each at the default sizes): enough for the
+# decoders to keep going through the actors' start-up.
+_PENDING = 64
 
 
 class RayFeaturePipeline:
@@ -67,10 +72,24 @@ class RayFeaturePipeline:
             self.decoders,
             self.decode_cpus,
         )
-        # Loading weights in every actor fails fast here, with the actor's own error.
-        weights = ray.get([a.weights.remote() for a in self.actors])
-        self.weights: dict[str, str] = weights[0]
-        self.pool = ActorPool(self.actors)
+        # Each actor reports its weights once loaded: until then it takes no batch, while the decoders already
+        # run (an actor loads torch for about 3 s on 2 cores). A failed load surfaces with the actor's error.
+        self._loading: dict[ray.ObjectRef, ActorHandle] = {a.weights.remote(): a for a in self.actors}
+        self._idle: list[ActorHandle] = []
+        self._weights: dict[str, str] | None = None
+
+    @property
+    def weights(self) -> dict[str, str]:
+        """The backbone weights every actor loaded (waits for the actors if they are still loading)."""
+        while self._loading:
+            self._actor_loaded(next(iter(self._loading)))
+        assert self._weights is not None
+        return self._weights
+
+    def _actor_loaded(self, ref: ray.ObjectRef) -> None:
+        actor = self._loading.pop(ref)
+        self._weights = ray.get(ref)
+        self._idle.append(actor)
 
     def segments(self, clip: Clip, frames: int | None = None) -> list[Segment]:
         """How ``clip`` is split into tasks; ``frames``: its frame count if known (else probed)."""
@@ -97,25 +116,28 @@ class RayFeaturePipeline:
         """Features of each clip, in the order of ``clips``. ``frames``: the clips' frame counts, when
         already probed; ``background``: the scene background occupancy is measured against.
 
-        Every decoding segment is read as soon as it has a batch and the CNN has a free actor (one
-        ``ray.wait`` over all of them), so segments on all nodes progress at once rather than one at a time
-        behind the oldest. Clips are started at most ``2 * decoders`` ahead of the oldest not yet yielded,
-        which bounds the features held in the driver.
+        Decoded batches are taken from every segment as soon as they are ready (one ``ray.wait`` over the
+        decoders, the busy actors and the loading ones), and handed to the first idle actor; up to
+        ``_PENDING`` of them wait in the driver for one, so decoding goes on while the actors load or are
+        busy. Clips are started at most ``2 * decoders`` ahead of the oldest not yet yielded, which bounds
+        the features held in the driver.
         """
         if len({c.name for c in clips}) != len(clips):
             raise ValueError("clips must have distinct names: their batches are grouped by name")
         counts = frames if frames is not None else [None] * len(clips)
         waiting = deque(s for clip, n in zip(clips, counts, strict=True) for s in self.segments(clip, n))
         segments_left = Counter(s.clip.name for s in waiting)  # per clip: segments still decoding or waiting
-        in_cnn: Counter[str] = Counter()  # per clip: batches submitted to the CNN, not yet collected
+        in_cnn: Counter[str] = Counter()  # per clip: batches decoded, not yet back from the CNN
         done: dict[str, list[FeatureBatch]] = defaultdict(list)
         order = deque(clips)
         started: set[str] = set()  # clips with a segment started and not yet yielded
         decoding: dict[ObjectRefGenerator, Segment] = {}
+        pending: deque[ray.ObjectRef] = deque()  # decoded batches waiting for an idle actor
+        busy: dict[ray.ObjectRef, ActorHandle] = {}  # a call in flight -> its actor
 
         def can_start(segment: Segment) -> bool:
             name = segment.clip.name
-            return len(decoding) < self.decoders and (name in started or len(started) < 2 * self.decoders)
+            return len(decoding) < self.decoders and (name in started or len(started) < 4 * self.decoders)
 
         while order:
             while waiting and can_start(waiting[0]):
@@ -128,27 +150,29 @@ class RayFeaturePipeline:
                 started.discard(clip.name)
                 yield stitch(clip, done.pop(clip.name), tamper, self.cfg.tampering)
                 continue
-            if decoding and self.pool.has_free():
-                # Block until some segment has a batch (or has ended): the CNN has room for it.
-                ready, _ = ray.wait(list(decoding), num_returns=1)
-                for generator in ready:
-                    segment = decoding[generator]
+            while pending and self._idle:
+                actor = self._idle.pop()
+                busy[actor.extract.remote(pending.popleft())] = actor
+            waitables: list[Any] = [*busy, *self._loading]
+            if len(pending) < _PENDING:
+                waitables += decoding
+            ready, _ = ray.wait(waitables, num_returns=1)
+            for item in ready:
+                if isinstance(item, ObjectRefGenerator):
+                    segment = decoding[item]
                     try:
-                        ref = next(generator)
+                        pending.append(next(item))
                     except StopIteration:
-                        del decoding[generator]
+                        del decoding[item]
                         segments_left[segment.clip.name] -= 1
                         continue
-                    self.pool.submit(lambda actor, r: actor.extract.remote(r), ref)
                     in_cnn[segment.clip.name] += 1
-                continue
-            # Every CNN actor is busy (or nothing is decoding): take a result, which frees an actor.
-            batch = self._collect(on_frames)
-            in_cnn[batch.clip] -= 1
-            done[batch.clip].append(batch)
-
-    def _collect(self, on_frames: FramesDone | None) -> FeatureBatch:
-        batch: FeatureBatch = self.pool.get_next_unordered()
-        if on_frames:
-            on_frames(len(batch.motion))
-        return batch
+                elif item in self._loading:
+                    self._actor_loaded(item)
+                else:
+                    self._idle.append(busy.pop(item))
+                    batch: FeatureBatch = ray.get(item)
+                    if on_frames:
+                        on_frames(len(batch.motion))
+                    in_cnn[batch.clip] -= 1
+                    done[batch.clip].append(batch)
