@@ -1,11 +1,14 @@
 """UCSD Ped2 benchmark: vidgru against the optical-flow baseline and a plain decode+backbone loop.
 
 Trains with `vidgru train` on the 16 normal clips, evaluates with `vidgru evaluate` on the 12 test clips
-(the same Ray pipeline as `vidgru analyze`), and in the same run measures:
+(the same Ray pipeline as `vidgru analyze`), times `vidgru analyze` of the test clips, and in the same run
+measures:
 - the flow baseline: Farneback flow at full size, mean magnitude per cell of an 8x12 grid, max over cells;
 - a plain single-process loop: decode, resize to the model's CNN input size, run the same backbone blocks
-  (batch 16, torch using every core).
-Prints a table of AUCs and frames/s and, with --write, puts it in BENCHMARKS.md.
+  (batch 16, torch using every core), once as torchvision builds them and once folded as vidgru runs them.
+Every speed is the best of two passes (both printed). Prints a table of AUCs and frames/s and, with
+--write, puts it in BENCHMARKS.md. With --memory N the model has the behaviour GRU too, and is measured with
+and without it.
 
     python benchmarks/ped2.py --write
 """
@@ -29,7 +32,14 @@ from bench_report import cpu_name, frames_per_s, markers, write_section
 from bench_report import run_vidgru as run
 
 from vidgru.config import VidgruConfig, load_config
-from vidgru.features import FeatureExtractor
+from vidgru.features import (
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    find_weights,
+    fold_for_inference,
+    load_backbone,
+)
 from vidgru.metrics import evaluate_clips, load_labels
 from vidgru.sources import discover_clips
 
@@ -63,9 +73,15 @@ def flow_baseline(clips: list, grid: tuple[int, int] = (8, 12)) -> tuple[dict[st
     return scores, frames / (time.monotonic() - started)
 
 
-def plain_loop(clips: list, cfg: VidgruConfig) -> float:
+def plain_loop(clips: list, cfg: VidgruConfig, folded: bool) -> float:
+    """Frames/s of decode, resize to the CNN input size and the backbone's first ``features.layers`` blocks
+    with the same weights, batch ``features.batch_size``, torch on every core. ``folded``: the network as
+    vidgru's actors run it (batch norm folded, channels-last); else as torchvision builds it (eager)."""
     torch.set_num_threads(os.cpu_count() or 1)
-    extractor = FeatureExtractor(cfg.features, cfg.motion.grid)
+    spec = BACKBONES[cfg.features.name]
+    net = load_backbone(spec, find_weights(spec, cfg.features.weights))[: cfg.features.layers]
+    run = fold_for_inference(net) if folded else net
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     height, width = cfg.features.input_size
     frames, started, batch = 0, time.monotonic(), []
     for clip in clips:
@@ -76,7 +92,11 @@ def plain_loop(clips: list, cfg: VidgruConfig) -> float:
                 small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
                 batch.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
             if len(batch) == cfg.features.batch_size or (not ok and batch):
-                extractor(np.stack(batch))
+                # As a plain loop would: the permuted frames keep their channels-last strides, which torch's
+                # convolutions follow; the folded net is given the layout it was converted to.
+                x = (torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
+                with torch.inference_mode():
+                    run(x.contiguous(memory_format=torch.channels_last) if folded else x)
                 frames += len(batch)
                 batch = []
             if not ok:
@@ -91,6 +111,11 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="vidgru config for training (default: the defaults)")
     parser.add_argument("--work", type=Path, help="folder for the model and outputs (default: a temp dir)")
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        help="train the behaviour GRU too (vidgru train --memory N) and measure the model with and without it",
+    )
     args = parser.parse_args()
     if not PED2.is_dir():
         sys.exit(f"UCSD Ped2 not found at {PED2}")
@@ -99,7 +124,8 @@ def main() -> None:
     cfg = load_config(args.config)
 
     train_clips = sorted(str(p) for p in (PED2 / "train").glob("*.mp4"))
-    _, train_s = run("train", "--normal", *train_clips, "--out", str(work / "model"), *cfg_args)
+    memory = ["--memory", str(args.memory)] if args.memory is not None else []
+    _, train_s = run("train", "--normal", *train_clips, "--out", str(work / "model"), *cfg_args, *memory)
 
     def evaluate(name: str, *extra: str) -> tuple[dict, float, float]:
         """``vidgru evaluate`` of the test clips: its summary, frames/s and wall time."""
@@ -118,19 +144,29 @@ def main() -> None:
         )
         return json.loads((work / f"report{name}" / "summary.json").read_text()), frames_per_s(out), wall
 
-    summary, fps, eval_s = evaluate("", *cfg_args)
-    # The same model with its behaviour GRU left out: what the streaming memory costs, and that it
-    # does not lower Ped2's AUC.
-    without = yaml.safe_load(args.config.read_text()) if args.config else {}
-    without.setdefault("behaviour", {})["enabled"] = False
-    (work / "no-behaviour.yaml").write_text(yaml.safe_dump(without))
-    summary_wo, fps_wo, _ = evaluate("-no-behaviour", "--config", str(work / "no-behaviour.yaml"))
+    summary, _, eval_s = evaluate("", *cfg_args)
 
+    def analyze(*extra: str) -> float:
+        """Frames/s of ``vidgru analyze`` over the test clips, end to end (Ray start-up, decode, flow, CNN,
+        GRU, events and thumbnails), as it prints them."""
+        out, _ = run(
+            "analyze", str(PED2 / "test"), "--model", str(work / "model"), "--events",
+            str(work / "speed.jsonl"), "--fresh", *cfg_args, *extra,
+        )  # fmt: skip
+        return frames_per_s(out)
+
+    # Every speed here varies by 10-20% from run to run on this machine (Ray's start-up alone takes 2.3 to
+    # 3.4 s), so each is the best of two passes, both printed.
+    passes = [analyze() for _ in range(2)]
     test_clips = discover_clips([PED2 / "test"])
     labels = load_labels(PED2 / "labels.json")
     flow_scores, flow_fps = flow_baseline(test_clips)
     flow = evaluate_clips(flow_scores, labels)
-    loop_fps = plain_loop(test_clips, cfg)
+    loops = [plain_loop(test_clips, cfg, folded=False) for _ in range(2)]
+    folded = [plain_loop(test_clips, cfg, folded=True) for _ in range(2)]
+
+    def speed(passes: list[float]) -> str:
+        return f"{max(passes):.1f} (passes: {', '.join(f'{p:.1f}' for p in passes)})"
 
     h, w = cfg.features.input_size
     rows = [
@@ -139,15 +175,27 @@ def main() -> None:
             summary["micro_auc"],
             summary["micro_auc_normalised"],
             summary["macro_auc"],
-            f"{fps:.1f} (`analyze`, end to end)",
+            f"{speed(passes)}, `analyze` end to end",
         ),
-        (
-            "same model, behaviour GRU left out (`behaviour.enabled: false`)",
-            summary_wo["micro_auc"],
-            summary_wo["micro_auc_normalised"],
-            summary_wo["macro_auc"],
-            f"{fps_wo:.1f} (`analyze`, end to end)",
-        ),
+    ]
+    if args.memory is not None:
+        # The same model with its behaviour GRU left out: what the streaming memory costs, and that it
+        # does not lower Ped2's AUC.
+        without = yaml.safe_load(args.config.read_text()) if args.config else {}
+        without.setdefault("behaviour", {})["enabled"] = False
+        (work / "no-behaviour.yaml").write_text(yaml.safe_dump(without))
+        summary_wo, _, _ = evaluate("-no-behaviour", "--config", str(work / "no-behaviour.yaml"))
+        passes_wo = [analyze("--config", str(work / "no-behaviour.yaml")) for _ in range(2)]
+        rows.append(
+            (
+                "same model, behaviour GRU left out (`behaviour.enabled: false`)",
+                summary_wo["micro_auc"],
+                summary_wo["micro_auc_normalised"],
+                summary_wo["macro_auc"],
+                f"{speed(passes_wo)}, `analyze` end to end",
+            )
+        )
+    rows += [
         (
             "flow baseline (max cell flow)",
             flow.micro_auc,
@@ -155,7 +203,8 @@ def main() -> None:
             flow.macro_auc,
             f"{flow_fps:.1f} (decode + Farneback)",
         ),
-        (f"plain decode + backbone loop ({h}x{w})", None, None, None, f"{loop_fps:.1f}"),
+        (f"plain decode + backbone loop ({h}x{w}, torchvision eager)", None, None, None, speed(loops)),
+        (f"same loop, backbone folded as vidgru runs it ({h}x{w})", None, None, None, speed(folded)),
     ]
 
     def f(v: float | None) -> str:
@@ -173,12 +222,14 @@ def main() -> None:
             f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({cpu}), no GPU, torch "
             f"{torch.__version__}. Command: `python benchmarks/ped2.py --write`"
             + (f" with `--config {args.config}`" if args.config else "")
+            + (f" `--memory {args.memory}`" if args.memory is not None else "")
             + ".",
             "",
             *table,
             "",
             f"Training on the 16 normal clips: {train_s:.0f} s wall (`vidgru train`, features and GRU). "
-            f"Evaluation of the 12 test clips: {eval_s:.0f} s wall (`vidgru evaluate`, Ray start-up included). "
+            f"Evaluation of the 12 test clips: {eval_s:.0f} s wall (`vidgru evaluate`, Ray start-up and the "
+            "report's plots included). "
             f"Event precision {f(summary['event_precision'])}, recall {f(summary['event_recall'])} at threshold "
             f"{summary['threshold']:g}.",
             END,
