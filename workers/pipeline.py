@@ -119,7 +119,7 @@ class RayFeaturePipeline:
         Decoded batches are taken from every segment as soon as they are ready (one ``ray.wait`` over the
         decoders, the busy actors and the loading ones), and handed to the first idle actor; up to
         ``_PENDING`` of them wait in the driver for one, so decoding goes on while the actors load or are
-        busy. Clips are started at most ``2 * decoders`` ahead of the oldest not yet yielded, which bounds
+        busy. Clips are started at most ``4 * decoders`` ahead of the oldest not yet yielded, which bounds
         the features held in the driver.
         """
         if len({c.name for c in clips}) != len(clips):
