@@ -155,7 +155,7 @@ def main() -> None:
         )  # fmt: skip
         return frames_per_s(out)
 
-    # Every speed here varies by 10-20% from run to run on this machine (Ray's start-up alone takes 2.3 to
+    # Every speed here varies by up to 45% from run to run on this machine (Ray's start-up alone takes 2.3 to
     # 3.4 s), so each is the best of two passes, both printed.
     passes = [analyze() for _ in range(2)]
     test_clips = discover_clips([PED2 / "test"])

@@ -2,8 +2,7 @@
 
 Decode tasks run ahead of the CNN by at most ``_AHEAD`` batches each (Ray's generator backpressure) plus
 ``_PENDING`` taken into the driver, and at most ``decoders`` segments decode at once, so memory stays
-bounded on any number of clips. Ray places
-the tasks and actors over the cluster's nodes.
+bounded on any number of clips. Ray places the tasks and actors over the cluster's nodes.
 
 Fault tolerance is Ray's: a decode task whose worker or node dies is run again (``ray.retries``); the
 batches it had already yielded keep their object ids, so none is delivered twice. CNN actors hold no
