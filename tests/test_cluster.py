@@ -133,14 +133,16 @@ def node_killed_run(
         log=paths["log"],
     )
     try:
-        _wait_for_commit(proc, paths["events"], paths["log"])
-        # Kill node_b while it runs a decode task or the CNN actor, so that killing it loses work.
-        deadline = time.monotonic() + 30
+        # Kill node_b while it runs a decode task or the CNN actor, so that killing it loses work. Watch from
+        # the start: decoding runs ahead of the one CNN actor, so on these short clips node_b may have
+        # finished all its decoding before the first clip is committed.
+        deadline = time.monotonic() + 300
         while not any(t.startswith(BUSY) for t in cluster.node_processes("node_b")):
+            assert proc.poll() is None, f"analyze ended early:\n{paths['log'].read_text()[-3000:]}"
             assert time.monotonic() < deadline, (
                 "node_b ran no decode task or CNN actor: killing it tests nothing"
             )
-            time.sleep(0.1)
+            time.sleep(0.05)
         assert len(_committed(paths["events"])) < N_CLIPS, "the run was over before the node could be killed"
         cluster.kill_node("node_b")
         assert proc.wait(timeout=600) == 0, paths["log"].read_text()[-3000:]
