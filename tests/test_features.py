@@ -45,3 +45,20 @@ def test_bad_weights_paths(tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(3)}, wrong)
     with pytest.raises(WeightsNotFoundError, match="does not hold mobilenet_v2"):
         FeatureExtractor(BackboneConfig(weights=str(wrong)), (8, 12))
+
+
+def test_own_mobilenet_v2_is_torchvisions_module() -> None:
+    """vidgru builds MobileNetV2 itself so that actors skip torchvision's import: the same parameter names
+    and shapes, and with the ImageNet weights the same outputs, as torchvision's own module."""
+    import torchvision
+
+    spec = BACKBONES["mobilenet_v2"]
+    ours = load_backbone(spec, find_weights(spec, "auto"))
+    theirs = torchvision.models.mobilenet_v2().features.eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
+    theirs.load_state_dict(ours.state_dict())
+    frames = torch.rand(2, 3, 96, 128)
+    with torch.inference_mode():
+        assert torch.equal(ours(frames), theirs(frames))

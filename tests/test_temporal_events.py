@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 
 from vidgru.config import EventsConfig, TemporalConfig
 from vidgru.events import EventDetector
@@ -17,6 +19,23 @@ def test_streaming_matches_whole_clip_scoring() -> None:
     state = StreamState()
     chunked = np.concatenate([model.score(desc[:13], state), model.score(desc[13:], state)])
     np.testing.assert_allclose(whole, chunked, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("window", "position_dim"), [(4, 8), (1, 0), (7, 3)])
+def test_scoring_equals_the_trained_grus_on_every_window(window: int, position_dim: int) -> None:
+    """score() runs the GRU's equations itself (shared input projections); the logits are nn.GRU's."""
+    cfg = TemporalConfig(window=window, position_dim=position_dim, ensemble=2)
+    model = TemporalModel.build(in_dim=5, n_cells=6, cfg=cfg)
+    for net in model.nets:  # weights far from init, so that every gate matters
+        for param in net.parameters():
+            torch.nn.init.normal_(param, std=0.7)
+    desc = np.random.default_rng(1).normal(size=(40, 6, 5)).astype(np.float32)
+    seq = torch.from_numpy(np.concatenate([np.repeat(desc[:1], window - 1, axis=0), desc]))
+    windows = seq.unfold(0, window, 1).permute(0, 1, 3, 2).reshape(-1, window, 5)
+    with torch.inference_mode():
+        cells = torch.arange(6).repeat(40)
+        expected = torch.stack([net(windows, cells) for net in model.nets]).mean(0).reshape(40, 6)
+    np.testing.assert_allclose(model.score(desc), expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_window_limits_memory() -> None:

