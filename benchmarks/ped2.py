@@ -5,7 +5,9 @@ Trains with `vidgru train` on the 16 normal clips, evaluates with `vidgru evalua
 measures:
 - the flow baseline: Farneback flow at full size, mean magnitude per cell of an 8x12 grid, max over cells;
 - a plain single-process loop: decode, resize to the model's CNN input size, run the same backbone blocks
-  (batch 16, torch using every core), once as torchvision builds them and once folded as vidgru runs them.
+  (batch 16, torch using every core), once as torchvision builds them and once folded as vidgru runs them,
+  with glibc's allocator kept from unmapping large blocks (see steady_allocator: it makes the loop faster
+  and its speed steady).
 Every speed is the best of two passes (both printed). Prints a table of AUCs and frames/s and, with
 --write, puts it in BENCHMARKS.md. With --memory N the model has the behaviour GRU too, and is measured with
 and without it.
@@ -16,6 +18,7 @@ and without it.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
 import json
 import os
@@ -71,6 +74,22 @@ def flow_baseline(clips: list, grid: tuple[int, int] = (8, 12)) -> tuple[dict[st
         scores[clip.name] = np.array(out)
         frames += len(out)
     return scores, frames / (time.monotonic() - started)
+
+
+def steady_allocator() -> bool:
+    """Keep glibc from returning large freed blocks to the system (mmap threshold 32 MB, trim 256 MB).
+
+    Without this the eager loop ran at 110-135 frames/s in some passes and 165-203 in others of the same
+    process, depending on whether glibc's adaptive mmap threshold had grown past torch's largest
+    intermediate tensors (each allocation below it is then reused instead of page-faulted in anew). With
+    it, the loop runs at its fast speed from the first pass: the harder reference. False where there is
+    no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 256 << 20))
 
 
 def plain_loop(clips: list, cfg: VidgruConfig, folded: bool) -> float:
@@ -162,6 +181,7 @@ def main() -> None:
     labels = load_labels(PED2 / "labels.json")
     flow_scores, flow_fps = flow_baseline(test_clips)
     flow = evaluate_clips(flow_scores, labels)
+    steady = steady_allocator()
     loops = [plain_loop(test_clips, cfg, folded=False) for _ in range(2)]
     folded = [plain_loop(test_clips, cfg, folded=True) for _ in range(2)]
 
@@ -203,7 +223,14 @@ def main() -> None:
             flow.macro_auc,
             f"{flow_fps:.1f} (decode + Farneback)",
         ),
-        (f"plain decode + backbone loop ({h}x{w}, torchvision eager)", None, None, None, speed(loops)),
+        (
+            f"plain decode + backbone loop ({h}x{w}, torchvision eager"
+            + (", glibc mmap threshold 32 MB)" if steady else ")"),
+            None,
+            None,
+            None,
+            speed(loops),
+        ),
         (f"same loop, backbone folded as vidgru runs it ({h}x{w})", None, None, None, speed(folded)),
     ]
 
