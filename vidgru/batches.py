@@ -23,6 +23,7 @@ from vidgru.motion import N_MOTION, MotionAnalyzer
 from vidgru.occupancy import SceneBackground
 from vidgru.sources import Clip
 from vidgru.tampering import Evidence, TamperChange, TamperDetector, TamperReference
+from vidgru.tracks import detect
 
 
 @dataclass
@@ -37,6 +38,7 @@ class FrameBatch:
     tamper: list[TamperChange] = field(default_factory=list)  # tampering episodes opened/closed in it
     evidence: list[Evidence] = field(default_factory=list)  # per frame, when decoded as a segment
     occupancy: np.ndarray | None = None  # (B, cells), given a scene background
+    detections: list[np.ndarray] | None = None  # per frame, given a scene background (vidgru.tracks)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class FeatureBatch:
     tamper: list[TamperChange] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     occupancy: np.ndarray | None = None
+    detections: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ClipFeatures:
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
     tamper: list[TamperChange] = field(default_factory=list)
     occupancy: np.ndarray | None = None  # (T, cells): what stands in each cell (vidgru.occupancy)
+    detections: list[np.ndarray] | None = None  # per frame, the blobs to track (vidgru.tracks.detect)
 
     @property
     def n_frames(self) -> int:
@@ -82,6 +86,11 @@ class ClipFeatures:
             occupancy=(
                 np.concatenate([b.occupancy for b in batches])
                 if all(b.occupancy is not None for b in batches)
+                else None
+            ),
+            detections=(
+                [d for b in batches for d in b.detections or []]
+                if all(b.detections is not None for b in batches)
                 else None
             ),
         )
@@ -107,7 +116,8 @@ def frame_batches(
     background: SceneBackground | None = None,
 ) -> Iterator[FrameBatch]:
     """``tamper``: the model's reference picture; given, each batch carries the tampering it saw.
-    ``background``: the model's empty scene; given, each batch carries each frame's cell occupancy.
+    ``background``: the model's empty scene; given, each batch carries each frame's cell occupancy and
+    the blobs that differ from it (:func:`vidgru.tracks.detect`).
 
     ``start`` / ``stop``: only frames ``start <= index < stop`` (a segment; see :mod:`vidgru.segments`).
     The frame before ``start`` is decoded too, so that flow into ``start`` is what the whole clip gives;
@@ -129,6 +139,7 @@ def frame_batches(
     rows: list[int] = []
     stats: list[np.ndarray] = []
     occupied: list[np.ndarray] = []
+    blobs: list[np.ndarray] = []
     grid = cfg.motion.grid
     batch_start = start
 
@@ -143,6 +154,7 @@ def frame_batches(
             tamper=changes.copy(),
             evidence=seen.copy(),
             occupancy=np.stack(occupied) if background is not None else None,
+            detections=blobs.copy() if background is not None else None,
         )
         changes.clear()
         seen.clear()
@@ -165,9 +177,10 @@ def frame_batches(
         stats.append(stat)
         if background is not None:
             occupied.append(background.occupancy(frame, grid))
+            blobs.append(detect(frame, background))
         if len(rows) == size:
             yield flush()
-            images, rows, stats, occupied, batch_start = [], [], [], [], index + 1
+            images, rows, stats, occupied, blobs, batch_start = [], [], [], [], [], index + 1
     # The last batch carries the decode report and the episodes still open, even when it holds no frames.
     if detector is not None and not evidence:
         changes.extend(detector.close())
@@ -183,6 +196,7 @@ def frame_batches(
             motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
             tamper=changes.copy(),
             occupancy=np.zeros((0, motion.n_cells), np.float32) if background is not None else None,
+            detections=[] if background is not None else None,
         )
     if stop is None:
         last.report = reader.report

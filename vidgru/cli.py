@@ -249,7 +249,7 @@ def _model_and_config(
             # A run may leave the behaviour model out (to compare, or to save its small cost); the rest of
             # its section describes how the model was trained and stays the model's.
             cfg.behaviour.enabled = model.config.behaviour.enabled = False
-            model.behaviour = None
+            model.behaviour = model.tracks = None
     if address:
         cfg.ray.address = address
     if threshold is not None:

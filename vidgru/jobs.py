@@ -25,7 +25,7 @@ from vidgru.event_clips import clip_span, write_event_clips
 from vidgru.events import Event, EventDetector
 from vidgru.model_store import save_model
 from vidgru.occupancy import fit_background
-from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail
+from vidgru.outputs import ScoresCsv, cell_box, save_thumbnail, track_box
 from vidgru.pipeline import FeaturePipeline, FramesDone
 from vidgru.reasons import peak_reason
 from vidgru.scoring import frame_scores
@@ -33,6 +33,7 @@ from vidgru.sinks import Sink
 from vidgru.sources import Clip
 from vidgru.tampering import TamperEpisode, fit_reference, tamper_record
 from vidgru.timeline import build_timeline
+from vidgru.tracks import box_cells
 from vidgru.training import Progress, TrainedModel, fit_model
 
 
@@ -84,10 +85,14 @@ class ClipScores:
     cells: np.ndarray  # (T,) the cell that gave each frame's score
     descriptors: np.ndarray  # (T, cells, D) the short-window GRU's input
     from_behaviour: np.ndarray  # (T,) bool: the behaviour model gave the frame's score
+    boxes: np.ndarray | None = (
+        None  # (T, 4) the track's box, in fractions of the picture, where a track gave it
+    )
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
-    """Calibrated frame scores from both temporal models, and where each came from."""
+    """Calibrated frame scores from the temporal models (short-window, per region, per track), and
+    where each came from."""
     desc = model.descriptors.transform(features.motion, features.appearance)
     raw, cells = frame_scores(model.temporal.score(desc))
     scores = model.calibration(raw)
@@ -105,7 +110,16 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
         # Only the frames the behaviour model scored get its region's fullest cell.
         for t in np.flatnonzero(from_behaviour):
             cells[t] = region_cell(int(b_cells[t]), occupancy[t], grid, regions)
-    return ClipScores(raw, scores, cells, desc, from_behaviour)
+    tracked = model.track_logits(features)
+    boxes = None
+    if tracked is not None and model.tracks_calibration is not None:
+        t_scores = model.tracks_calibration(tracked[0])
+        from_track = (t_scores > scores) & (t_scores >= model.config.behaviour.floor)
+        scores = np.where(from_track, t_scores, scores).astype(np.float32)
+        from_behaviour = from_behaviour | from_track
+        boxes = np.where(from_track[:, None], tracked[1], np.nan).astype(np.float32)
+        cells = np.where(from_track, box_cells(boxes, model.config.motion.grid), cells)
+    return ClipScores(raw, scores, cells, desc, from_behaviour, boxes)
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:
@@ -142,7 +156,7 @@ def analyze_clips(
     grid = model.config.motion.grid
     tampering_on = (tampering or model.config.tampering).enabled
     tamper = model.tamper if tampering_on else None
-    background = model.background if model.behaviour is not None else None
+    background = model.background if model.behaviour is not None or model.tracks is not None else None
     runs = pipeline.run(clips, on_frames=on_frames, tamper=tamper, frames=frame_counts, background=background)
     for features in runs:
         name, frames = features.clip.name, features.n_frames
@@ -171,6 +185,8 @@ def analyze_clips(
             frame = peaks.get(event.peak_frame)
             if frame is not None:
                 event.box = cell_box(event.peak_cell, grid, frame.shape)
+                if scored.boxes is not None and not np.isnan(scored.boxes[event.peak_frame]).any():
+                    event.box = track_box(scored.boxes[event.peak_frame], frame.shape)
                 if thumbnails is not None and events_cfg.thumbnails:
                     event.thumbnail = save_thumbnail(frame, event.box, thumbnails / f"{stems[event.id]}.jpg")
             if event.id in clips_written:

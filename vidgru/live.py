@@ -43,13 +43,15 @@ from vidgru.config import BackboneConfig, EventsConfig, MotionConfig
 from vidgru.events import Event, EventDetector, camera_status_record
 from vidgru.motion import MotionAnalyzer
 from vidgru.occupancy import SceneBackground
-from vidgru.outputs import cell_box, save_thumbnail
+from vidgru.outputs import cell_box, save_thumbnail, track_box
 from vidgru.reasons import window_reason
 from vidgru.sinks import Sink
 from vidgru.streams import CapturedFrame, StatusChange
 from vidgru.tampering import TamperChange, TamperDetector, tamper_record
 from vidgru.temporal import StreamState
 from vidgru.timeline import ScoreHistory
+from vidgru.track_model import TrackScorer
+from vidgru.tracks import box_cells, detect
 from vidgru.training import TrainedModel
 
 PREVIEW_WIDTH = 640  # thumbnails are drawn on frames at most this wide
@@ -75,6 +77,8 @@ class LiveFrame:
     preview: np.ndarray  # BGR, at most PREVIEW_WIDTH wide
     shape: tuple[int, int]  # the stream's frame size, (height, width)
     occupancy: np.ndarray | None = None  # (cells,), when the model has a behaviour model
+    detections: np.ndarray | None = None  # the blobs to track (vidgru.tracks.detect), likewise
+    box: np.ndarray | None = None  # set when a track gave the frame's score: its box, in fractions
 
 
 class FramePrep:
@@ -115,9 +119,21 @@ class FramePrep:
             preview = cv2.resize(
                 frame.image, (PREVIEW_WIDTH, round(h * PREVIEW_WIDTH / w)), interpolation=cv2.INTER_AREA
             )
-        occupancy = None if self.background is None else self.background.occupancy(frame.image, self.grid)
+        occupancy = detections = None
+        if self.background is not None:
+            occupancy = self.background.occupancy(frame.image, self.grid)
+            detections = detect(frame.image, self.background)
         return LiveFrame(
-            self.camera, frame.seq, frame.captured, restart, stats, cnn_input, preview, (h, w), occupancy
+            self.camera,
+            frame.seq,
+            frame.captured,
+            restart,
+            stats,
+            cnn_input,
+            preview,
+            (h, w),
+            occupancy,
+            detections,
         )
 
 
@@ -161,6 +177,7 @@ class CameraScorer:
         self.model_id = str(model.meta.get("model_id", "unknown"))
         self.state = StreamState()
         self.behaviour = BehaviourState()
+        self.tracks = self._track_scorer()
         # A region of the behaviour model counts when any of its cells is in the region of interest.
         (rows, cols), (r, c) = self.grid, model.config.behaviour.regions
         blocks = self.roi.reshape(r, rows // r, c, cols // c)
@@ -203,6 +220,7 @@ class CameraScorer:
         if frame.restart:
             self.state = StreamState()
             self.behaviour = BehaviourState()
+            self.tracks = self._track_scorer()
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
         history = self.state.history  # step() replaces it; the reason below needs this frame's window
         logits = np.where(self.roi, self.model.temporal.step(desc, self.state), -np.inf)
@@ -222,6 +240,12 @@ class CameraScorer:
                 regions = self.model.config.behaviour.regions
                 score, from_behaviour = b_score, True
                 cell = region_cell(b_cell, frame.occupancy * self.roi, self.grid, regions)
+        if self.tracks is not None and frame.detections is not None and self.model.tracks_calibration:
+            t_logit, t_box = self.tracks.push(frame.detections)
+            t_score = float(self.model.tracks_calibration(np.array([t_logit], np.float32))[0])
+            if t_box is not None and t_score > score and t_score >= self.model.config.behaviour.floor:
+                score, from_behaviour, frame.box = t_score, True, t_box
+                cell = int(box_cells(t_box[None], self.grid)[0])
         self._now = (frame.seq, iso_utc(frame.captured))
         self.history.append(frame.seq, self._now[1], score)
         tampering = self._tampering(frame)
@@ -248,6 +272,13 @@ class CameraScorer:
                 self._peak = self._find(change.event.peak_frame)
             records.append(self._record(change.type, change.event, frame))
         return score, cell, records + tampering
+
+    def _track_scorer(self) -> TrackScorer | None:
+        """A fresh tracker and per-track memory: at the start and after every restart of the stream."""
+        if self.model.tracks is None:
+            return None
+        stride = step_stride(self.fps, self.model.config.behaviour.step_s)
+        return TrackScorer(self.model.tracks, stride, self.fps, self.roi, self.grid)
 
     def _behaviour_logits(self, frame: LiveFrame) -> np.ndarray | None:
         """The behaviour GRU steps on every ``step_s`` seconds of frames from the stream's (re)start, as
@@ -293,11 +324,11 @@ class CameraScorer:
     def _record(self, kind: str, event: Event, cause: LiveFrame) -> dict[str, Any]:
         peak = self._peak if self._peak is not None and self._peak.seq == event.peak_frame else None
         if peak is not None:
-            event.box = cell_box(event.peak_cell, self.grid, peak.shape)
+            event.box = self._box(peak, peak.shape, event.peak_cell)
         if kind == "end":
             if peak is not None and self.thumbnails is not None:
                 name = f"{self.camera}_{event.peak_frame:08d}_{event.id[:8]}.jpg"
-                box = cell_box(event.peak_cell, self.grid, peak.preview.shape)
+                box = self._box(peak, peak.preview.shape, event.peak_cell)
                 event.thumbnail = save_thumbnail(peak.preview, box, self.thumbnails / name)
             self._open = self._peak = None
         record = event.to_record(kind)
@@ -306,10 +337,17 @@ class CameraScorer:
             record["timeline"] = self.history.timeline(event.start_frame, event.end_frame)
         return record
 
+    def _box(self, frame: LiveFrame, shape: tuple[int, ...], cell: int) -> list[int]:
+        """The box of what gave the frame's score: the track's, else the cell's."""
+        if frame.box is not None:
+            return track_box(frame.box, shape)
+        return cell_box(cell, self.grid, shape)
+
     def close(self) -> list[dict[str, Any]]:
         """The stream stopped (offline or shutdown): end the open event, forget the GRU history."""
         self.state = StreamState()
         self.behaviour = BehaviourState()
+        self.tracks = self._track_scorer()
         self._appearance = None
         last, self._last = self._last, None
         if last is None:

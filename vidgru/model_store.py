@@ -30,6 +30,7 @@ from vidgru.scoring import Calibration
 from vidgru.tampering import REFERENCE_JSON as TAMPER_FILE
 from vidgru.tampering import TamperReference
 from vidgru.temporal import CellGRU, TemporalModel
+from vidgru.track_model import TrackGRU, TrackModel
 from vidgru.training import TrainedModel
 
 MODEL_FORMAT = 1
@@ -62,6 +63,14 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
             "n_cells": model.behaviour.n_cells,
             "memory": model.behaviour.memory,
             "calibration": model.behaviour_calibration.to_dict(),
+        }
+    if model.tracks is not None and model.tracks_calibration is not None:
+        payload["tracks"] = {
+            "nets": model.tracks.state_dicts(),
+            "mean": torch.from_numpy(model.tracks.mean),
+            "std": torch.from_numpy(model.tracks.std),
+            "memory": model.tracks.memory,
+            "calibration": model.tracks_calibration.to_dict(),
         }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -128,6 +137,7 @@ def load_model(path: str | Path) -> TrainedModel:
             nets.append(net)
         descriptors = DescriptorSpace.from_state({k: v.numpy() for k, v in payload["descriptors"].items()})
         behaviour, behaviour_calibration = _load_behaviour(payload.get("behaviour"), cfg.behaviour)
+        tracks, tracks_calibration = _load_tracks(payload.get("tracks"), cfg.behaviour)
         background = SceneBackground.load(path) if (path / BACKGROUND_JSON).is_file() else None
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, yaml.YAMLError) as err:
         raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
@@ -145,6 +155,8 @@ def load_model(path: str | Path) -> TrainedModel:
         background,
         behaviour if background is not None else None,
         behaviour_calibration,
+        tracks if background is not None else None,
+        tracks_calibration,
     )
 
 
@@ -162,4 +174,17 @@ def _load_behaviour(
     model = BehaviourModel(
         nets, saved["mean"].numpy(), saved["std"].numpy(), saved["n_cells"], int(saved["memory"])
     )
+    return model, Calibration(**saved["calibration"])
+
+
+def _load_tracks(saved: dict | None, cfg: BehaviourConfig) -> tuple[TrackModel | None, Calibration | None]:
+    """Models trained before the per-track GRU (or without it) have none and score without it."""
+    if not saved:
+        return None, None
+    nets = []
+    for state in saved["nets"]:
+        net = TrackGRU(cfg.hidden)
+        net.load_state_dict(state)
+        nets.append(net)
+    model = TrackModel(nets, saved["mean"].numpy(), saved["std"].numpy(), int(saved["memory"]))
     return model, Calibration(**saved["calibration"])

@@ -50,10 +50,14 @@ class SceneBackground:
     def size(self) -> tuple[int, int]:
         return int(self.picture.shape[0]), int(self.picture.shape[1])
 
+    def foreground(self, frame: np.ndarray) -> np.ndarray:
+        """``(height, width)`` uint8 at the background's size: 1 where the frame differs from it."""
+        return (cv2.absdiff(_grey(frame, self.size), self.picture) > self.threshold).astype(np.uint8)
+
     def occupancy(self, frame: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
         """``(rows * cols,)`` float32: per cell, the share of pixels that differ from the background."""
         rows, cols = grid
-        differs = (cv2.absdiff(_grey(frame, self.size), self.picture) > self.threshold).astype(np.float32)
+        differs = self.foreground(frame).astype(np.float32)
         return cv2.resize(differs, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
 
     def save(self, directory: str | Path) -> None:

@@ -34,6 +34,13 @@ class ScoresCsv:
         self._fh.close()
 
 
+def track_box(box: np.ndarray, frame_shape: tuple[int, ...]) -> list[int]:
+    """Pixel box ``[x1, y1, x2, y2]`` of a box given in fractions of the picture (a track's)."""
+    height, width = frame_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [round(x1 * width), round(y1 * height), round(x2 * width), round(y2 * height)]
+
+
 def cell_box(cell: int, grid: tuple[int, int], frame_shape: tuple[int, ...]) -> list[int]:
     """Pixel box ``[x1, y1, x2, y2]`` of a grid cell in a frame of ``frame_shape``."""
     rows, cols = grid

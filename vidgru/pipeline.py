@@ -53,6 +53,7 @@ def extract_features(extractor: FeatureExtractor, batch: FrameBatch) -> FeatureB
         tamper=batch.tamper,
         evidence=batch.evidence,
         occupancy=batch.occupancy,
+        detections=batch.detections,
     )
 
 

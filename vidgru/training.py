@@ -33,6 +33,9 @@ from vidgru.occupancy import SceneBackground
 from vidgru.scoring import Calibration, frame_scores
 from vidgru.tampering import TamperReference
 from vidgru.temporal import TemporalModel
+from vidgru.track_model import TrackModel
+from vidgru.track_training import fit_tracks
+from vidgru.tracks import clip_tracks
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class TrainedModel:
     background: SceneBackground | None = None  # the empty scene, for cell occupancy
     behaviour: BehaviourModel | None = None  # the GRU with streaming memory (vidgru.behaviour)
     behaviour_calibration: Calibration | None = None
+    tracks: TrackModel | None = None  # the GRU per tracked object (vidgru.track_model)
+    tracks_calibration: Calibration | None = None
 
     def cell_logits(self, features: ClipFeatures) -> np.ndarray:
         return self.temporal.score(self.descriptors.transform(features.motion, features.appearance))
@@ -69,6 +74,20 @@ class TrainedModel:
             features.motion, features.occupancy, cfg.motion.grid, cfg.behaviour.regions, stride
         )
         return frame_logits(self.behaviour.score(steps), features.n_frames, stride)
+
+    def track_logits(self, features: ClipFeatures) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(T,)``: each frame's highest logit among the tracks of the last step complete at it (-inf
+        where there is none), and that track's box ``(T, 4)`` in fractions of the picture (NaN where none);
+        None without a track model or detections."""
+        if self.tracks is None or features.detections is None or features.n_frames == 0:
+            return None
+        stride = step_stride(features.fps, self.config.behaviour.step_s)
+        tracks = clip_tracks(features.detections, stride, features.fps)
+        best, boxes = self.tracks.clip_logits(tracks, features.n_frames // stride)
+        done = (np.arange(features.n_frames) + 1) // stride - 1
+        return frame_logits(best[:, None], features.n_frames, stride)[:, 0], np.where(
+            (done >= 0)[:, None], boxes[np.maximum(done, 0)], np.nan
+        ).astype(np.float32)
 
 
 def _split(features: ClipFeatures, holdout: float) -> int:
@@ -214,6 +233,9 @@ def fit_model(
             b_raw = np.concatenate([frame_scores(b)[0] for b in whole if b is not None])
             b_raw = b_raw[np.isfinite(b_raw)]
         model.behaviour_calibration = Calibration.fit(b_raw if len(b_raw) else np.zeros(1, np.float32))
+    if cfg.behaviour.enabled and cfg.behaviour.tracks and all(f.detections is not None for f in clips):
+        track_meta = _fit_tracks(model, clips, heads, splits, progress)
+        behaviour_meta.update(track_meta)
     model.meta = {
         **behaviour_meta,
         "trained_on": [f.clip.name for f in clips],
@@ -225,6 +247,33 @@ def fit_model(
     return model
 
 
+def _fit_tracks(
+    model: TrainedModel,
+    clips: list[ClipFeatures],
+    heads: list[ClipFeatures],
+    splits: list[int],
+    progress: Progress | None,
+) -> dict[str, object]:
+    """The per-track GRU on the heads' tracks, calibrated like the region model: on the held-out tails,
+    with the tracker and the GRU state run from each clip's start."""
+    cfg, fps = model.config, clips[0].fps
+    stride = step_stride(fps, cfg.behaviour.step_s)
+    tracks = [clip_tracks(h.detections or [], stride, h.fps) for h in heads]
+    if not any(len(t.features) >= 2 for clip in tracks for t in clip):
+        log.warning("no moving thing was tracked in the normal footage; training without the track GRU")
+        return {}
+    model.tracks, meta = fit_tracks(tracks, stride / fps, cfg.behaviour, cfg.temporal.seed, progress)
+    scores = []
+    for f, split in zip(clips, splits, strict=True):
+        scored = model.track_logits(f)
+        if scored is not None:
+            scores.append(scored[0][split:] if split < f.n_frames else scored[0])
+    raw = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    raw = raw[np.isfinite(raw)]
+    model.tracks_calibration = Calibration.fit(raw if len(raw) else np.zeros(1, np.float32))
+    return meta
+
+
 def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
     return ClipFeatures(
         clip=f.clip,
@@ -233,4 +282,5 @@ def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
         appearance=f.appearance[lo:hi],
         report=f.report,
         occupancy=None if f.occupancy is None else f.occupancy[lo:hi],
+        detections=None if f.detections is None else f.detections[lo:hi],
     )

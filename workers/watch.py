@@ -125,7 +125,7 @@ def watch(
             p.fps,
             p.model.config.motion,
             p.model.config.features,
-            p.model.background if p.model.behaviour is not None else None,
+            p.model.background if p.model.behaviour is not None or p.model.tracks is not None else None,
         )
         for p in plans
     }

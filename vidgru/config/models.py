@@ -165,6 +165,13 @@ class BehaviourConfig(StrictModel):
     )
     epochs: int = Field(12, ge=1, le=200, description="Training passes.")
     learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
+    tracks: bool = Field(
+        True,
+        description="Also track each moving thing (blobs that differ from the empty scene, tracked with "
+        "DeepSORT) and score each track's path with its own GRU, whose state follows that track; its score "
+        "joins the region model's. The same step_s, memory, hidden, ensemble, edits and floor apply.",
+    )
+    track_epochs: int = Field(30, ge=1, le=200, description="Training passes of the per-track GRU.")
 
     @model_validator(mode="after")
     def _usable_size(self) -> BehaviourConfig:

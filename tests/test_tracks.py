@@ -1,0 +1,121 @@
+"""Per-object memory: blobs, DeepSORT tracks, the per-track GRU and its training edits. No Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidgru.config import BehaviourConfig
+from vidgru.occupancy import SceneBackground
+from vidgru.track_model import TrackModel, TrackScorer
+from vidgru.track_training import IGNORE, SLOW, back_and_forth, hold, longest_normal_stop, stop_and_go
+from vidgru.tracks import N_TRACK, TRACK_FEATURES, box_cells, clip_tracks, detect
+
+_SPEED = TRACK_FEATURES.index("speed")
+_VX = TRACK_FEATURES.index("vx")
+
+
+def _scene(xs: list[float], frames: int) -> tuple[SceneBackground, list[np.ndarray]]:
+    """A flat grey 120x180 background and ``frames`` frames with a 6x14 bright figure at ``xs[t]``."""
+    background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0)
+    images = []
+    for t in range(frames):
+        img = np.full((120, 180, 3), 100, np.uint8)
+        x = round(xs[t])
+        img[50:64, x : x + 6] = (30, 200, 240)
+        images.append(img)
+    return background, images
+
+
+def test_a_blob_is_detected_with_its_box_and_appearance() -> None:
+    background, images = _scene([60.0], 1)
+    dets = detect(images[0], background)
+    assert dets.shape[0] == 1
+    x1, y1, x2, y2 = dets[0, :4]
+    assert x1 == pytest.approx(60 / 180, abs=0.01) and x2 == pytest.approx(66 / 180, abs=0.01)
+    assert y1 == pytest.approx(50 / 120, abs=0.01) and y2 == pytest.approx(64 / 120, abs=0.01)
+    assert np.linalg.norm(dets[0, 4:]) == pytest.approx(1.0, abs=1e-4)
+    assert detect(np.full((120, 180, 3), 100, np.uint8), background).shape[0] == 0
+
+
+def test_one_walker_is_one_track_whose_steps_carry_its_velocity() -> None:
+    # 1 px/frame to the right for 6 s, then standing 6 s: one id throughout, speed falls to about zero.
+    xs = [20.0 + min(t, 60) for t in range(120)]
+    background, images = _scene(xs, 120)
+    tracks = clip_tracks([detect(f, background) for f in images], stride=5, fps=10.0)
+    assert len(tracks) == 1
+    (track,) = tracks
+    walking = track.features[2:10]
+    assert np.allclose(walking[:, _VX], 10 / 180, atol=0.01)  # 10 px/s in fractions of the width
+    assert (track.features[-8:, _SPEED] < SLOW).all()
+    assert list(track.steps) == sorted(track.steps)
+
+
+@pytest.mark.parametrize("memory", [0, 1, 3])
+def test_live_steps_equal_scoring_the_whole_clip(memory: int) -> None:
+    # Two figures, one walking back and forth, one standing: the live scorer's frame logits are the
+    # clip's, frame for frame.
+    frames = 200
+    xs = [30.0 + 40 * abs(np.sin(t / 25)) for t in range(frames)]
+    background, images = _scene(xs, frames)
+    for img in images:
+        img[80:94, 140:146] = (200, 40, 40)
+    detections = [detect(f, background) for f in images]
+    cfg = BehaviourConfig(hidden=8, ensemble=2, memory=memory)
+    model = TrackModel.build(cfg.hidden, cfg.ensemble, memory, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3)
+    stride = 5
+    tracks = clip_tracks(detections, stride, 10.0)
+    assert len(tracks) == 2
+    best, boxes = model.clip_logits(tracks, frames // stride)
+    scorer = TrackScorer(model, stride, 10.0)
+    live = [scorer.push(d) for d in detections]
+    for k in range(frames // stride):
+        logit, box = live[k * stride + stride - 1]
+        assert logit == pytest.approx(float(best[k]), abs=1e-5)
+        assert box is not None and np.allclose(box, boxes[k])
+    assert live[stride - 2][0] == -np.inf  # nothing before the first step is complete
+
+
+def test_a_track_outside_the_region_of_interest_does_not_count() -> None:
+    background, images = _scene([20.0] * 20, 20)  # left side of the picture
+    model = TrackModel.build(8, 1, 0, np.zeros(N_TRACK), np.ones(N_TRACK), seed=0)
+    grid = (2, 2)
+    right_only = np.array([False, True, False, True])
+    scorer = TrackScorer(model, 5, 10.0, right_only, grid)
+    results = [scorer.push(detect(f, background)) for f in images]
+    assert all(logit == -np.inf and box is None for logit, box in results)
+    assert box_cells(np.array([[0.6, 0.6, 0.8, 0.9]]), grid).tolist() == [3]
+
+
+def _walk(n: int, rng: np.random.Generator) -> np.ndarray:
+    f = np.zeros((n, N_TRACK), np.float32)
+    f[:, _VX] = 0.04 + rng.normal(0, 0.002, n)
+    f[:, _SPEED] = np.abs(f[:, _VX])
+    f[:, 3:5] = (0.03, 0.12)
+    f[:, 5] = 1.0
+    return f
+
+
+def test_edits_label_only_what_outlasts_or_repeats() -> None:
+    rng = np.random.default_rng(0)
+    f = _walk(60, rng)
+    assert longest_normal_stop([f]) == 4  # no stop: the floor
+
+    held = hold(f, 10, length=40, normal=6, onset=12, step_s=0.5, rng=rng)
+    assert len(held.features) == 100
+    assert held.features[11:51, _SPEED].mean() < SLOW  # swaying, not walking
+    assert (held.labels[:17] == 0).all()  # a stop as long as normal ones is a negative
+    assert (held.labels[17:23] == IGNORE).all()
+    assert (held.labels[23:51] == 1).all()
+    assert (held.labels[-5:] == 0).all()
+
+    paced = back_and_forth(f, 10, length=8, passes=5)
+    assert len(paced.features) == 60 + 4 * 8
+    assert (paced.features[18:26, _VX] < 0).all()  # the second pass walks back
+    assert (paced.labels[:22] == 0).all() and (paced.labels[26:50] == 1).all()
+
+    stopped = stop_and_go(f, 10, goes=[3, 3, 3, 3], stops=[4, 4, 4, 4], step_s=0.5, rng=rng)
+    third_stop = 10 + 3 * 3 + 2 * 4
+    assert (stopped.labels[:17] == 0).all()  # through the first stop: people stop once
+    assert (stopped.labels[third_stop : third_stop + 4] == 1).all()
+    assert stopped.features[third_stop : third_stop + 4, _SPEED].mean() < SLOW

@@ -1,0 +1,186 @@
+"""A GRU per tracked object whose hidden state follows that object for as long as it is tracked.
+
+Each track of :mod:`vidgru.tracks` makes one step every ``step_s`` seconds while it is seen (position,
+velocity, size); the GRU reads the track's steps in order, from its first, and scores each. What it
+learns to notice (that someone has stood for far longer than people stop here, has turned back again and
+again, or keeps stopping) is only in the sequence: no step says how long or how often.
+
+``memory`` > 0 cuts that memory to the track's last ``memory`` steps (a window re-read at every step):
+the ablation. With ``memory`` 1 the model sees one step of one track at a time.
+
+Example::
+
+    tracks = clip_tracks(detections, stride=5, fps=10.0)
+    logits, boxes = model.clip_logits(tracks, n_steps)    # (S,) the top track's logit per step, its box
+    state = TrackState()
+    logits = model.step(stepper.push(dets), state)        # live: the steps that ended, state kept per track
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidgru.tracks import N_TRACK, TrackSequence, TrackStep, TrackStepper, box_cells
+
+
+class TrackGRU(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(N_TRACK, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (N, S, N_TRACK) tracks' steps -> logits (N, S) and the last state (1, N, hidden)."""
+        out, h = self.gru(x, h0)
+        return self.head(out).squeeze(-1), h
+
+
+@dataclass
+class TrackState:
+    """One stream's memory of its tracks: each net's hidden state per track (or the track's last steps
+    when ``memory`` > 0). Empty at a video's start or a reconnect, as the tracker is."""
+
+    hidden: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    recent: dict[int, deque[np.ndarray]] = field(default_factory=dict)
+
+
+class TrackModel:
+    def __init__(self, nets: list[TrackGRU], mean: np.ndarray, std: np.ndarray, memory: int) -> None:
+        self.nets = [n.eval() for n in nets]
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self.memory = memory
+
+    @classmethod
+    def build(
+        cls, hidden: int, ensemble: int, memory: int, mean: np.ndarray, std: np.ndarray, seed: int
+    ) -> TrackModel:
+        nets = []
+        for i in range(ensemble):
+            torch.manual_seed(seed * 1000 + 700 + i)
+            nets.append(TrackGRU(hidden))
+        return cls(nets, mean, std, memory)
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    @torch.inference_mode()
+    def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
+        """Each track's step logits ``(S_track,)``, its state carried from its first step."""
+        if not tracks:
+            return []
+        lengths = [len(t.features) for t in tracks]
+        if self.memory:
+            x = [torch.from_numpy(self.standardise(t.features)) for t in tracks]
+            flat = torch.cat([self._windows(xi) for xi in x])
+            logits = self._mean_last(flat).numpy()
+            return list(np.split(logits, np.cumsum(lengths)[:-1]))
+        # Padding goes after each track's end, where it cannot reach the track's own steps.
+        padded = np.zeros((len(tracks), max(lengths), N_TRACK), np.float32)
+        for i, t in enumerate(tracks):
+            padded[i, : lengths[i]] = self.standardise(t.features)
+        x = torch.from_numpy(padded)
+        logits = torch.stack([net(x)[0] for net in self.nets]).mean(0).numpy()
+        return [logits[i, :n] for i, n in enumerate(lengths)]
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        """``(S, F)`` -> ``(S, memory, F)``: each step with the ``memory - 1`` before it (the first steps
+        repeat step 0)."""
+        padded = torch.cat([x[:1].expand(self.memory - 1, -1), x])
+        return padded.unfold(0, self.memory, 1).transpose(1, 2)
+
+    def _mean_last(self, windows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(windows)[0][:, -1] for net in self.nets]).mean(0)
+
+    def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per step of the clip, the highest logit of the tracks seen in it (-inf where none was) and that
+        track's box ``(n_steps, 4)`` (NaN where none)."""
+        best = np.full(n_steps, -np.inf, np.float32)
+        boxes = np.full((n_steps, 4), np.nan, np.float32)
+        for track, logits in zip(tracks, self.score_tracks(tracks), strict=True):
+            inside = track.steps < n_steps
+            steps, logits = track.steps[inside], logits[inside]
+            higher = logits > best[steps]
+            best[steps[higher]] = logits[higher]
+            boxes[steps[higher]] = track.boxes[inside][higher]
+        return best, boxes
+
+    @torch.inference_mode()
+    def step(self, steps: Sequence[TrackStep], state: TrackState, alive: set[int]) -> np.ndarray:
+        """One live step: the tracks' steps that just ended -> their logits ``(len(steps),)``. Tracks no
+        longer ``alive`` (dropped by the tracker) are forgotten."""
+        for gone in [k for k in state.hidden if k not in alive]:
+            del state.hidden[gone]
+        for gone in [k for k in state.recent if k not in alive]:
+            del state.recent[gone]
+        if not steps:
+            return np.zeros(0, np.float32)
+        x = torch.from_numpy(self.standardise(np.stack([s.features for s in steps])))  # (N, F)
+        if self.memory:
+            windows = []
+            for s, xi in zip(steps, x, strict=True):
+                recent = state.recent.setdefault(s.track, deque(maxlen=self.memory))
+                if not recent:
+                    recent.extend([xi] * (self.memory - 1))
+                recent.append(xi)
+                windows.append(torch.stack(list(recent)))
+            return self._mean_last(torch.stack(windows)).numpy()
+        hidden = [
+            torch.cat(
+                [
+                    state.hidden[s.track][i]
+                    if s.track in state.hidden
+                    else torch.zeros(1, 1, net.gru.hidden_size)
+                    for s in steps
+                ],
+                dim=1,
+            )
+            for i, net in enumerate(self.nets)
+        ]
+        outs = [net(x[:, None, :], h) for net, h in zip(self.nets, hidden, strict=True)]
+        for k, s in enumerate(steps):
+            state.hidden[s.track] = [h[:, k : k + 1] for _, h in outs]
+        return torch.stack([logit[:, 0] for logit, _ in outs]).mean(0).numpy()
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        return [n.state_dict() for n in self.nets]
+
+
+class TrackScorer:
+    """One stream's tracker and per-track GRU state, frame by frame, as :meth:`TrackModel.clip_logits`
+    scores a whole clip: every ``stride`` frames, the highest logit of the tracks seen in that step and its
+    box, held until the next step. ``allowed``: ``(cells,)`` bool on ``grid``; tracks whose box centre is
+    elsewhere do not count (a camera's region of interest)."""
+
+    def __init__(
+        self,
+        model: TrackModel,
+        stride: int,
+        fps: float,
+        allowed: np.ndarray | None = None,
+        grid: tuple[int, int] = (1, 1),
+    ) -> None:
+        self.model, self.stride, self.allowed, self.grid = model, stride, allowed, grid
+        self.stepper = TrackStepper(stride, fps)
+        self.state = TrackState()
+        self.logit, self.box = -np.inf, None
+
+    def push(self, detections: np.ndarray) -> tuple[float, np.ndarray | None]:
+        steps = self.stepper.push(detections)
+        if self.stepper.frames % self.stride:
+            return self.logit, self.box
+        logits = self.model.step(steps, self.state, self.stepper.alive)
+        if self.allowed is not None and len(steps):
+            cells = box_cells(np.stack([s.box for s in steps]), self.grid)
+            logits = np.where(self.allowed[cells], logits, -np.inf)
+        if len(steps) and np.isfinite(logits).any():
+            best = int(np.argmax(logits))
+            self.logit, self.box = float(logits[best]), steps[best].box
+        else:
+            self.logit, self.box = -np.inf, None
+        return self.logit, self.box

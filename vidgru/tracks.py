@@ -1,0 +1,200 @@
+"""Moving things, followed: blobs that differ from the empty scene, tracked with DeepSORT.
+
+The behaviour of one person (staying, walking up and down, stopping again and again) is a property of
+that person's path, which a grid of regions only sees in pieces: a region on a walkway is busy all day
+with different people. So each frame's foreground (the pixels that differ from the fitted empty scene,
+:mod:`vidgru.occupancy`) is cut into blobs, each blob gets a small colour histogram as its appearance,
+and DeepSORT (the ``deep-sort-realtime`` package: a Kalman filter per track, matched on appearance and
+box overlap) keeps one id per thing for as long as it is in view, standing still included.
+
+Every ``stride`` frames, each track seen in those frames makes one step: how fast and which way its
+box's centre moved since its previous step, the box's size (as fractions of the picture), and how much
+of the step it was seen; the box itself goes with the step, for the event's box. Nothing here counts
+time or reversals: that is the GRU's job (:mod:`vidgru.track_model`), which is what the ``memory``
+ablation measures.
+
+Example::
+
+    detections = detect(frame_bgr, background)           # (n, 4 + N_EMBED): boxes and appearance
+    stepper = TrackStepper(stride=5, fps=10.0)
+    for dets in detections_per_frame:
+        for step in stepper.push(dets):                   # at the end of every stride frames
+            step.track, step.features, step.box
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from deep_sort_realtime.deepsort_tracker import DeepSort
+
+from vidgru.occupancy import SceneBackground
+
+log = logging.getLogger(__name__)
+
+# Where in the picture is left out: behaviour here is what the path looks like, not where it is, and
+# without it, normal tracks chained one after another are normal tracks of any length (training).
+TRACK_FEATURES = ("vx", "vy", "speed", "width", "height", "seen")
+N_TRACK = len(TRACK_FEATURES)
+HIST_BINS = 4  # per colour channel: 64 appearance dimensions
+N_EMBED = HIST_BINS**3
+MIN_AREA = 8  # background pixels (at the background's size): a bag is about 16, a person about 60
+MAX_AGE = 50  # frames a track survives unseen (occluded by a passer-by) before it is dropped
+N_INIT = 3  # frames a blob must be seen before its track counts: noise does not last that long
+NN_BUDGET = 20  # appearance samples kept per track: matching cost stays flat however long it lives
+TRACKER = {
+    "max_age": MAX_AGE,
+    "n_init": N_INIT,
+    "max_cosine_distance": 0.3,
+    "nn_budget": NN_BUDGET,
+}
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def detect(frame: np.ndarray, background: SceneBackground) -> np.ndarray:
+    """``(n, 4 + N_EMBED)`` float32: each blob of pixels that differ from the empty scene, as a box
+    ``[x1, y1, x2, y2]`` in fractions of the picture and a colour histogram of its pixels (L2-normed)."""
+    height, width = background.size
+    differs = background.foreground(frame)
+    # Closing joins a figure's head to its body; opening drops specks of noise.
+    mask = cv2.morphologyEx(cv2.morphologyEx(differs, cv2.MORPH_CLOSE, _KERNEL), cv2.MORPH_OPEN, _KERNEL)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= MIN_AREA]
+    out = np.zeros((len(keep), 4 + N_EMBED), np.float32)
+    if not keep:
+        return out
+    colour = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if colour.shape[:2] != (height, width):
+        colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_AREA)
+    for row, i in enumerate(keep):
+        x, y, w, h = stats[i, :4]
+        out[row, :4] = (x / width, y / height, (x + w) / width, (y + h) / height)
+        blob = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
+        hist = cv2.calcHist(
+            [colour[y : y + h, x : x + w]], [0, 1, 2], blob, [HIST_BINS] * 3, [0, 256] * 3
+        ).ravel()
+        out[row, 4:] = hist / max(float(np.linalg.norm(hist)), 1e-6)
+    return out
+
+
+@dataclass
+class TrackStep:
+    track: int
+    features: np.ndarray  # (N_TRACK,)
+    box: np.ndarray  # (4,) [x1, y1, x2, y2], fractions of the picture: the last box seen in the step
+
+
+@dataclass
+class _Seen:
+    boxes: list[np.ndarray] = field(default_factory=list)
+    last_centre: np.ndarray | None = None  # at the track's previous step
+
+
+class TrackStepper:
+    """Tracks detections frame by frame and turns every ``stride`` frames into one step per track seen.
+
+    A fresh stepper is a fresh tracker: a video's start or a camera's reconnect."""
+
+    def __init__(self, stride: int, fps: float) -> None:
+        self.stride, self.fps = stride, fps
+        self.tracker = DeepSort(embedder=None, **TRACKER)
+        self.frames = 0
+        self.tracks: dict[int, _Seen] = {}
+
+    def push(self, detections: np.ndarray) -> list[TrackStep]:
+        """One frame's detections (from :func:`detect`); the steps that end with this frame (else [])."""
+        raw = [
+            ([float(x1), float(y1), float(x2 - x1), float(y2 - y1)], 1.0, "blob")
+            for x1, y1, x2, y2 in detections[:, :4]
+        ]
+        tracks = (
+            self.tracker.update_tracks(raw, embeds=list(detections[:, 4:]))
+            if len(raw)
+            else (self.tracker.update_tracks([], embeds=[]))
+        )
+        for track in tracks:
+            if not track.is_confirmed() or track.time_since_update > 0:
+                continue
+            box = track.to_ltrb(orig=True, orig_strict=True)
+            if box is not None:
+                self.tracks.setdefault(int(track.track_id), _Seen()).boxes.append(np.asarray(box, np.float32))
+        self.frames += 1
+        if self.frames % self.stride:
+            return []
+        steps = []
+        alive = {int(t.track_id) for t in self.tracker.tracker.tracks}
+        # A track's steps stay one sequence for as long as the tracker keeps it, unseen steps included.
+        for track_id, seen in list(self.tracks.items()):
+            if seen.boxes:
+                steps.append(self._step(track_id, seen))
+                seen.boxes = []
+            elif track_id not in alive:
+                del self.tracks[track_id]
+        return steps
+
+    @property
+    def alive(self) -> set[int]:
+        """The tracks that may still make steps."""
+        return set(self.tracks)
+
+    def _step(self, track_id: int, seen: _Seen) -> TrackStep:
+        boxes = np.stack(seen.boxes)
+        mean = boxes.mean(0)
+        centre = np.array([(mean[0] + mean[2]) / 2, (mean[1] + mean[3]) / 2], np.float32)
+        seconds = self.stride / self.fps
+        velocity = (
+            np.zeros(2, np.float32) if seen.last_centre is None else (centre - seen.last_centre) / seconds
+        )
+        seen.last_centre = centre
+        features = np.array(
+            [
+                velocity[0],
+                velocity[1],
+                float(np.hypot(*velocity)),
+                mean[2] - mean[0],
+                mean[3] - mean[1],
+                len(boxes) / self.stride,
+            ],
+            np.float32,
+        )
+        return TrackStep(track_id, features, boxes[-1])
+
+
+@dataclass
+class TrackSequence:
+    track: int
+    steps: np.ndarray  # (S_track,) the clip's step index of each of the track's steps
+    features: np.ndarray  # (S_track, N_TRACK)
+    boxes: np.ndarray  # (S_track, 4)
+
+
+def clip_tracks(detections: Sequence[np.ndarray], stride: int, fps: float) -> list[TrackSequence]:
+    """A whole clip's tracks, each with its steps in order, as a :class:`TrackStepper` gives them live."""
+    stepper = TrackStepper(stride, fps)
+    per: dict[int, list[tuple[int, TrackStep]]] = {}
+    for frame, dets in enumerate(detections):
+        for step in stepper.push(dets):
+            per.setdefault(step.track, []).append(((frame + 1) // stride - 1, step))
+    return [
+        TrackSequence(
+            track,
+            np.array([k for k, _ in items], np.int64),
+            np.stack([s.features for _, s in items]),
+            np.stack([s.box for _, s in items]),
+        )
+        for track, items in per.items()
+    ]
+
+
+def box_cells(boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``(T, 4)`` boxes in fractions of the picture -> the motion-grid cell of each box's centre (0 where
+    there is no box)."""
+    rows, cols = grid
+    centre = np.nan_to_num((boxes[:, :2] + boxes[:, 2:]) / 2)
+    r = np.clip((centre[:, 1] * rows).astype(np.int64), 0, rows - 1)
+    c = np.clip((centre[:, 0] * cols).astype(np.int64), 0, cols - 1)
+    return r * cols + c
