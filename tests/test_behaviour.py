@@ -163,7 +163,8 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
         "train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "0",
         "--config", str(farneback),
     )  # fmt: skip
-    assert load_model(model).behaviour is not None
+    loaded = load_model(model)
+    assert loaded.behaviour is not None and loaded.tracks is not None
     events = tmp_path / "events.jsonl"
     # A model trained on four minutes scores this loiterer at about 1.6 at its height, near the default
     # threshold of 1.5; this test is about why the event fires (recall is benchmarks/temporal.py's), so a
@@ -185,6 +186,7 @@ def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path
     loaded = load_model(model)
     assert loaded.config.behaviour.memory == 1
     assert loaded.behaviour is not None and loaded.behaviour.memory == 1
+    assert loaded.tracks is not None and loaded.tracks.memory == 1
     analyze_loiter(behaviour_footage, model, tmp_path)
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 70 * 10 + 1
 

@@ -85,9 +85,8 @@ class ClipScores:
     cells: np.ndarray  # (T,) the cell that gave each frame's score
     descriptors: np.ndarray  # (T, cells, D) the short-window GRU's input
     from_behaviour: np.ndarray  # (T,) bool: the behaviour model gave the frame's score
-    boxes: np.ndarray | None = (
-        None  # (T, 4) the track's box, in fractions of the picture, where a track gave it
-    )
+    # (T, 4) where a track gave the frame's score, its box in fractions of the picture (else NaN)
+    boxes: np.ndarray | None = None
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:

@@ -240,9 +240,10 @@ class CameraScorer:
                 regions = self.model.config.behaviour.regions
                 score, from_behaviour = b_score, True
                 cell = region_cell(b_cell, frame.occupancy * self.roi, self.grid, regions)
-        if self.tracks is not None and frame.detections is not None and self.model.tracks_calibration:
+        calibration = self.model.tracks_calibration
+        if self.tracks is not None and frame.detections is not None and calibration is not None:
             t_logit, t_box = self.tracks.push(frame.detections)
-            t_score = float(self.model.tracks_calibration(np.array([t_logit], np.float32))[0])
+            t_score = float(calibration(np.array([t_logit], np.float32))[0])
             if t_box is not None and t_score > score and t_score >= self.model.config.behaviour.floor:
                 score, from_behaviour, frame.box = t_score, True, t_box
                 cell = int(box_cells(t_box[None], self.grid)[0])
