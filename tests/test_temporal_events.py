@@ -77,3 +77,12 @@ def test_merge_gap_bridges_short_dips_and_close_ends_open_event() -> None:
     changes = _run([2, 2, 0, 0, 2, 0, 0, 0, 2, 2], cfg)
     ends = [c for c in changes if c[0] == "end"]
     assert [(s, e) for _, s, e, _ in ends] == [(0, 4), (8, 9)]
+
+
+def test_sustained_counts_runs_causally() -> None:
+    from vidgru.jobs import sustained
+
+    mask = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1], bool)
+    assert sustained(mask, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0]
+    assert sustained(mask, 1).tolist() == mask.tolist()
+    assert sustained(mask, 0).tolist() == mask.tolist()

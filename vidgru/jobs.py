@@ -95,6 +95,7 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
     desc = model.descriptors.transform(features.motion, features.appearance)
     raw, cells = frame_scores(model.temporal.score(desc))
     scores = model.calibration(raw)
+    short_scores, short_cells = scores, cells
     behaviour = model.behaviour_logits(features)
     from_behaviour = np.zeros(len(raw), bool)
     if behaviour is not None and model.behaviour_calibration is not None:
@@ -118,7 +119,29 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
         from_behaviour = from_behaviour | from_track
         boxes = np.where(from_track[:, None], tracked[1], np.nan).astype(np.float32)
         cells = np.where(from_track, box_cells(boxes, model.config.motion.grid), cells)
+    # A behaviour takes time: the behaviour models' scores count only once they have given the frame score
+    # for min_run_s without a break (causal, as watch does it frame by frame).
+    lasting = sustained(from_behaviour, round(model.config.behaviour.min_run_s * features.fps))
+    if not lasting.all():
+        brief = from_behaviour & ~lasting
+        scores = np.where(brief, short_scores, scores).astype(np.float32)
+        cells = np.where(brief, short_cells, cells)
+        if boxes is not None:
+            boxes[brief] = np.nan
+        from_behaviour = from_behaviour & lasting
     return ClipScores(raw, scores, cells, desc, from_behaviour, boxes)
+
+
+def sustained(mask: np.ndarray, frames: int) -> np.ndarray:
+    """Where ``mask`` has held for at least ``frames`` frames in a row, counting the frame itself."""
+    if frames <= 1:
+        return mask.copy()
+    run = np.zeros(len(mask), np.int64)
+    count = 0
+    for t, on in enumerate(mask.tolist()):
+        count = count + 1 if on else 0
+        run[t] = count
+    return run >= frames
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:

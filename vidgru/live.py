@@ -178,6 +178,8 @@ class CameraScorer:
         self.state = StreamState()
         self.behaviour = BehaviourState()
         self.tracks = self._track_scorer()
+        self._behaviour_run = 0  # frames in a row that the behaviour models gave the score
+        self._min_run = round(model.config.behaviour.min_run_s * fps)
         # A region of the behaviour model counts when any of its cells is in the region of interest.
         (rows, cols), (r, c) = self.grid, model.config.behaviour.regions
         blocks = self.roi.reshape(r, rows // r, c, cols // c)
@@ -221,11 +223,13 @@ class CameraScorer:
             self.state = StreamState()
             self.behaviour = BehaviourState()
             self.tracks = self._track_scorer()
+            self._behaviour_run = 0
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
         history = self.state.history  # step() replaces it; the reason below needs this frame's window
         logits = np.where(self.roi, self.model.temporal.step(desc, self.state), -np.inf)
         cell = int(np.argmax(logits))
         score = float(self.model.calibration(np.array([logits[cell]]))[0])
+        short_score, short_cell = score, cell
         from_behaviour = False
         behaviour = self._behaviour_logits(frame)
         if behaviour is not None and self.model.behaviour_calibration is not None:
@@ -247,6 +251,10 @@ class CameraScorer:
             if t_box is not None and t_score > score and t_score >= self.model.config.behaviour.floor:
                 score, from_behaviour, frame.box = t_score, True, t_box
                 cell = int(box_cells(t_box[None], self.grid)[0])
+        # As in batch (jobs.score_clip): the behaviour models count once they have held for min_run_s.
+        self._behaviour_run = self._behaviour_run + 1 if from_behaviour else 0
+        if from_behaviour and self._behaviour_run < max(1, self._min_run):
+            score, cell, from_behaviour, frame.box = short_score, short_cell, False, None
         self._now = (frame.seq, iso_utc(frame.captured))
         self.history.append(frame.seq, self._now[1], score)
         tampering = self._tampering(frame)
@@ -349,6 +357,7 @@ class CameraScorer:
         self.state = StreamState()
         self.behaviour = BehaviourState()
         self.tracks = self._track_scorer()
+        self._behaviour_run = 0
         self._appearance = None
         last, self._last = self._last, None
         if last is None:

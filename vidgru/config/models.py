@@ -144,6 +144,14 @@ class BehaviourConfig(StrictModel):
         "below it the short-window model's score ranks frames alone (on UCSD Ped2, letting every behaviour "
         "score in lowered raw frame AUC from 0.964 to 0.950; from 1.5 up it was 0.965).",
     )
+    min_run_s: float = Field(
+        2.5,
+        ge=0.0,
+        le=60.0,
+        description="The behaviour models' scores count only once they have given the frame score this long "
+        "without a break (until then the short-window model's does): loitering, pacing or a left bag last "
+        "far longer, and on generated scenes every false alarm they raised was shorter than 2.5 s.",
+    )
     hidden: int = Field(32, ge=4, le=256, description="GRU hidden size.")
     position_dim: int = Field(
         8, ge=1, le=64, description="Size of the learned per-region position embedding."
