@@ -52,6 +52,17 @@ class Edited:
     span: tuple[int, int] | None = None  # the edited steps
 
 
+def masked_step(
+    net: nn.Module, opt: torch.optim.Optimizer, losses: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """One optimiser step on the mean of ``losses`` where ``mask`` holds (gradients clipped to norm 1)."""
+    loss = (losses * mask).sum() / mask.sum().clamp(min=1)
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return loss
+
+
 def occupied_runs(occupancy: np.ndarray) -> np.ndarray:
     """``(S, cells)`` -> for each step, how many steps in a row the cell has been occupied (0 if not)."""
     runs = np.zeros(occupancy.shape, np.int32)
@@ -356,10 +367,7 @@ def _train(
                     logits, target, mask = logits[:, -1], yt[idx], torch.ones(len(idx), dtype=torch.bool)
                 else:
                     target, mask = yt[idx].clamp(min=0), yt[idx] != IGNORE
-                loss = (loss_fn(logits, target) * mask).sum() / mask.sum().clamp(min=1)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
+                loss = masked_step(net, opt, loss_fn(logits, target), mask)
                 done += 1
                 if progress and done % 10 == 0:
                     progress("training behaviour GRU", done, total)

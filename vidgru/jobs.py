@@ -121,14 +121,15 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
         cells = np.where(from_track, box_cells(boxes, model.config.motion.grid), cells)
     # A behaviour takes time: the behaviour models' scores count only once they have given the frame score
     # for min_run_s without a break (causal, as watch does it frame by frame).
-    lasting = sustained(from_behaviour, round(model.config.behaviour.min_run_s * features.fps))
-    if not lasting.all():
-        brief = from_behaviour & ~lasting
+    brief = from_behaviour & ~sustained(
+        from_behaviour, round(model.config.behaviour.min_run_s * features.fps)
+    )
+    if brief.any():
         scores = np.where(brief, short_scores, scores).astype(np.float32)
         cells = np.where(brief, short_cells, cells)
         if boxes is not None:
             boxes[brief] = np.nan
-        from_behaviour = from_behaviour & lasting
+        from_behaviour = from_behaviour & ~brief
     return ClipScores(raw, scores, cells, desc, from_behaviour, boxes)
 
 

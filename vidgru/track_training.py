@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidgru.behaviour_training import masked_step
 from vidgru.config import BehaviourConfig
 from vidgru.track_model import TrackModel
 from vidgru.tracks import TrackSequence
@@ -257,10 +258,7 @@ def _train(
                 logits, _ = net(xb)
                 logits = logits[:, -1:] if cfg.memory else logits
                 mask = yb != IGNORE
-                loss = (loss_fn(logits, yb.clamp(min=0)) * mask).sum() / mask.sum().clamp(min=1)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
+                loss = masked_step(net, opt, loss_fn(logits, yb.clamp(min=0)), mask)
                 done += 1
                 if progress and done % 10 == 0:
                     progress("training track GRU", done, total)
