@@ -199,3 +199,25 @@ def test_driver_killed_mid_run_resumes_to_the_same_outputs(
     assert third.wait(timeout=120) == 0, log.read_text()[-3000:]
     assert f"{N_CLIPS} clip(s) already complete" in log.read_text()
     assert (events.read_bytes(), scores.read_bytes()) == before
+
+
+def test_without_an_address_a_local_ray_starts_beside_a_running_cluster(
+    cluster: LocalCluster, footage: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Where `ray start` left a cluster that Ray's own default would join (here found through RAY_TMPDIR),
+    analyze without --address still starts its own local Ray with its own CPUs, as documented."""
+    env = {**cluster.env, "RAY_TMPDIR": str(cluster.root)}  # Ray looks in $RAY_TMPDIR/ray
+    assert (cluster.root / "ray" / "ray_current_cluster").is_file()
+    config = tmp_path / "local.yaml"
+    config.write_text("ray:\n  num_cpus: 1\n")
+    clip, events = footage / "cam_1.mp4", tmp_path / "events.jsonl"
+    args = ["analyze", str(clip), "--model", str(model_dir), "--events", str(events), "--config", str(config)]
+    run = subprocess.run(
+        [sys.executable, "-m", "vidgru", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"analysed {SECONDS * FPS} frames of 1 clip(s)" in run.stdout

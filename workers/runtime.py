@@ -14,7 +14,11 @@ class RayConnectError(VidgruError):
 
 
 def ensure_ray(cfg: RayConfig) -> None:
-    """Join the cluster at ``cfg.address`` / ``RAY_ADDRESS``, or start a local Ray with the machine's cores."""
+    """Join the cluster at ``cfg.address`` / ``RAY_ADDRESS``, or start a local Ray with the machine's cores.
+
+    Without an address this always starts vidgru's own local Ray ("local"), even where a cluster started
+    with `ray start` runs on this machine: Ray's own default would join that one, and then refuse the
+    ``num_cpus`` we pass. To use a running cluster, give its address ("auto" finds a local one)."""
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None
@@ -22,10 +26,15 @@ def ensure_ray(cfg: RayConfig) -> None:
     if address is None:
         kwargs |= {"num_cpus": cfg.num_cpus or os.cpu_count() or 1, "include_dashboard": False}
     try:
-        ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+        ray.init(address=address or "local", **kwargs)  # type: ignore[arg-type]
     except (ConnectionError, RuntimeError, ValueError) as err:
+        reason = str(err).splitlines()[0]
+        if address is None:
+            raise RayConnectError(
+                f"cannot start a local Ray ({reason}); see 'ray status' and /tmp/ray"
+            ) from err
         raise RayConnectError(
-            f"cannot reach a Ray cluster at {address} ({str(err).splitlines()[0]}); start one with "
+            f"cannot reach a Ray cluster at {address} ({reason}); start one with "
             "'ray start --head' or leave out --address to run locally"
         ) from err
 

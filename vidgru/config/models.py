@@ -275,7 +275,9 @@ class RayConfig(StrictModel):
     """Where the pipeline runs."""
 
     address: str | None = Field(
-        None, description="Ray cluster address; null starts a local Ray (RAY_ADDRESS also works)."
+        None,
+        description="Ray cluster address ('auto': a cluster started with `ray start` on this machine); "
+        "null starts vidgru's own local Ray, even beside such a cluster (RAY_ADDRESS also works).",
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray; null uses all cores.")
     cnn_actors: int | None = Field(
