@@ -65,7 +65,8 @@ def _window_logits(net: CellGRU, seq: torch.Tensor, window: int) -> torch.Tensor
             i_r, i_z, i_n = gi.chunk(3, -1)
             h_r, h_z, h_n = gh.chunk(3, -1)
             r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
+            # tanh(x) = 2 sigmoid(2x) - 1: torch's CPU tanh took 130 us on these tensors, sigmoid 21
+            n = torch.sigmoid((i_n + r * h_n).mul_(2)).mul_(2).sub_(1)
             h = n - z * n if h is None else n + z * (h - n)  # (1 - z) * n + z * h
         assert h is not None
         logits.append(net.head(h).squeeze(-1))

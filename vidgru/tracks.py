@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from deep_sort_realtime.deepsort_tracker import DeepSort
 
 from vidgru.occupancy import SceneBackground
 
@@ -100,6 +99,10 @@ class TrackStepper:
     A fresh stepper is a fresh tracker: a video's start or a camera's reconnect."""
 
     def __init__(self, stride: int, fps: float) -> None:
+        # Imported here: deep-sort-realtime pulls in scipy (about 0.3 s of CPU), which every decode worker
+        # and CNN actor would pay at start-up while most models track nothing.
+        from deep_sort_realtime.deepsort_tracker import DeepSort
+
         self.stride, self.fps = stride, fps
         self.tracker = DeepSort(embedder=None, **TRACKER)
         self.frames = 0
