@@ -17,10 +17,10 @@ from pathlib import Path
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
-def run_vidgru(*args: str) -> tuple[str, float]:
+def run_vidgru(*args: str, env: dict[str, str] | None = None) -> tuple[str, float]:
     """Run ``vidgru ARGS`` as a user would; its standard output and wall time. Exits on failure."""
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "vidgru", *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "vidgru", *args], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.exit(f"vidgru {args[0]} failed:\n{result.stderr[-2000:]}")
     return result.stdout, time.monotonic() - started

@@ -63,12 +63,13 @@ class LocalCluster:
             env=self.env,
         )
 
-    def start_head(self) -> None:
+    def start_head(self, cpus: int = 0) -> None:
+        """``cpus``: 0 (the default) only coordinates, as a head pod would; else a one-node cluster."""
         self._ray_start(
             "head",
             "--head",
             f"--port={self.port}",
-            "--num-cpus=0",
+            f"--num-cpus={cpus}",
             f"--temp-dir={self.root / 'ray'}",
             "--include-dashboard=false",
         )
