@@ -34,6 +34,8 @@ import numpy as np
 from vidgru.occupancy import SceneBackground
 
 log = logging.getLogger(__name__)
+# deep-sort-realtime logs nine INFO lines per tracker made (each video, each reconnect): noise in --verbose.
+logging.getLogger("deep_sort_realtime").setLevel(logging.WARNING)
 
 # Where in the picture is left out: behaviour here is what the path looks like, not where it is, and
 # without it, normal tracks chained one after another are normal tracks of any length (training).
