@@ -13,6 +13,16 @@ class RayConnectError(VidgruError):
     exit_code = 8
 
 
+def _not_token_auth_notice(record: logging.LogRecord) -> bool:
+    # Ray 2.60 prints this on every local start with RAY_AUTH_MODE unset: a notice that it turned token
+    # authentication on, which every vidgru command would otherwise begin with. Its other warnings (token
+    # authentication *disabled* among them) still show.
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_token_auth_notice)
+
+
 def ensure_ray(cfg: RayConfig) -> None:
     """Join the cluster at ``cfg.address`` / ``RAY_ADDRESS``, or start a local Ray with the machine's cores.
 
