@@ -36,6 +36,22 @@ def test_plan_segments_whole_batches_last_open_ended() -> None:
         assert [(s.start, s.stop) for s in plan_segments(CLIP, frames, size, 16)] == [(0, None)]
 
 
+def test_plan_segments_at_most_one_per_decoder() -> None:
+    """Each segment decodes and drops the frames before it: an hour at 10 frames/s in 75 segments would
+    decode the hour about 38 times over. Capped at the decoders, segments grow instead (whole batches)."""
+    hour = plan_segments(CLIP, 36000, 480, 16, max_segments=2)
+    assert [(s.start, s.stop) for s in hour] == [(0, 18000), (18000, None)]
+    sixteen = plan_segments(CLIP, 36000, 480, 16, max_segments=16)
+    assert len(sixteen) == 16 and all(s.start % 16 == 0 for s in sixteen)
+    assert len(plan_segments(CLIP, 36000, 480, 16, max_segments=100)) == 75  # under the cap: unchanged
+    assert [(s.start, s.stop) for s in plan_segments(CLIP, 150, 48, 16, max_segments=3)] == [
+        (0, 48),
+        (48, 96),
+        (96, None),
+    ]
+    assert [(s.start, s.stop) for s in plan_segments(CLIP, 36000, 480, 16, max_segments=1)] == [(0, None)]
+
+
 def _write(frames: list[np.ndarray], path: Path, fps: float) -> Path:
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))

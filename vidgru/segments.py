@@ -38,19 +38,33 @@ class Segment:
         return self.stop is None
 
 
-def plan_segments(clip: Clip, frames: int | None, segment_frames: int, batch_size: int) -> list[Segment]:
+def plan_segments(
+    clip: Clip, frames: int | None, segment_frames: int, batch_size: int, max_segments: int | None = None
+) -> list[Segment]:
     """Segments of about ``segment_frames`` frames (rounded up to whole batches); the last one reads to
     the end, so a container that misstates its frame count loses nothing. ``segment_frames`` 0, or an
-    unknown frame count, gives one segment."""
+    unknown frame count, gives one segment. At most ``max_segments``: longer ones instead.
+
+    Each segment's task decodes and drops every frame before its start (seeking is inexact in many
+    codecs, and a segment must start at exactly the whole video's frame), so a video cut into n segments
+    is decoded about (n + 1) / 2 times over. Without a cap an hour of video at 10 frames/s in segments of
+    480 frames is 75 segments, about 38 decodes of the whole hour; capped at the number of decoders, the
+    extra decoding stays at (decoders - 1) / 2 of the video, and no decoder waits for lack of a segment."""
     if segment_frames <= 0 or frames is None or frames <= segment_frames:
         return [Segment(clip, 0, 0, None)]
-    length = math.ceil(segment_frames / batch_size) * batch_size
+    starts = _starts(frames, math.ceil(segment_frames / batch_size) * batch_size)
+    if max_segments is not None and len(starts) > max(1, max_segments):
+        starts = _starts(frames, math.ceil(frames / max(1, max_segments) / batch_size) * batch_size)
+    stops: list[int | None] = [*starts[1:], None]
+    return [Segment(clip, i, start, stop) for i, (start, stop) in enumerate(zip(starts, stops, strict=True))]
+
+
+def _starts(frames: int, length: int) -> list[int]:
     starts = list(range(0, frames, length))
     # A short tail joins the segment before it rather than becoming a task of its own.
     if len(starts) > 1 and frames - starts[-1] < length // 2:
         starts.pop()
-    stops: list[int | None] = [*starts[1:], None]
-    return [Segment(clip, i, start, stop) for i, (start, stop) in enumerate(zip(starts, stops, strict=True))]
+    return starts
 
 
 def stitch(

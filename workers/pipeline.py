@@ -98,7 +98,9 @@ class RayFeaturePipeline:
     def segments(self, clip: Clip, frames: int | None = None) -> list[Segment]:
         """How ``clip`` is split into tasks; ``frames``: its frame count if known (else probed)."""
         frames = probe_clip(clip) if frames is None else frames
-        return plan_segments(clip, frames, self.cfg.ray.segment_frames, self.cfg.features.batch_size)
+        return plan_segments(
+            clip, frames, self.cfg.ray.segment_frames, self.cfg.features.batch_size, self.decoders
+        )
 
     def _start(
         self, segment: Segment, tamper: TamperReference | None, background: SceneBackground | None

@@ -294,7 +294,8 @@ class RayConfig(StrictModel):
         ge=0,
         description="A video longer than this many frames is decoded as several segments, in parallel tasks "
         "(rounded up to whole features.batch_size batches); their features are stitched before scoring, so "
-        "scores and events are those of the whole video. 0: one task per video.",
+        "scores and events are those of the whole video. At most one segment per decoder (ray.decoders): each "
+        "segment's task decodes and drops the frames before its start. 0: one task per video.",
     )
     retries: int = Field(
         3,
