@@ -8,7 +8,6 @@ batch, and lets :class:`vidgru.live.WatchSession` score each camera and emit its
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -131,22 +130,31 @@ def watch(
     }
     runs = {c: r.run.remote() for c, r in readers.items()}
 
+    def restart(camera: str, err: RayActorError) -> StatusChange:
+        """Ray restarts a reader whose process died (max_restarts=-1) but not the run() it was in: start that
+        again on the new process, which opens its stream afresh."""
+        log.warning("%s: the reader process died (%s); restarting it", camera, type(err).__name__)
+        runs[camera] = readers[camera].run.remote()
+        return StatusChange(False, time.time(), "the camera's reader process died; restarting it", -1)
+
     def collect(camera: str, ref: ray.ObjectRef) -> ReaderTake:
         try:
             return ray.get(ref)
-        except RayActorError as err:
-            # Ray restarts a reader whose process died (max_restarts=-1); it opens its stream afresh.
-            log.warning("%s: the reader process died (%s); restarting it", camera, type(err).__name__)
-            runs[camera] = readers[camera].run.remote()
-            lost = StatusChange(False, time.time(), "the camera's reader process died; restarting it", -1)
-            return ReaderTake([lost], 0, 0, "offline")
+        except RayActorError as err:  # the take was in flight when the process died
+            return ReaderTake([restart(camera, err)], 0, 0, "offline")
 
-    def check_runs() -> None:
-        """A reader's run() ends only when stopped or at a file's end; an exception in it is a bug: raise it."""
+    def check_runs(takes: dict[str, ReaderTake]) -> None:
+        """A reader's run() ends when stopped, at a file's end, or with its process; an exception in it is a
+        bug: raise it. A process that died between two takes shows only here (the next take already went to
+        the restarted process, which runs nothing until told to)."""
         done, _ = ray.wait(list(runs.values()), num_returns=len(runs), timeout=0)
         for camera in [c for c, ref in runs.items() if ref in done]:
-            with contextlib.suppress(RayActorError):  # the reader died: collect() restarts it
+            try:
                 ray.get(runs.pop(camera))
+            except RayActorError as err:
+                lost = restart(camera, err)
+                if camera in takes:
+                    takes[camera].items.append(lost)
 
     session = WatchSession({p.camera.id: p.scorer for p in plans}, extract, sinks, scores)
     board = StatusBoard(status_every)
@@ -160,7 +168,7 @@ def watch(
                 break
             refs = [readers[c].take.remote(_TAKE_WAIT_S) for c in active]
             takes = [collect(c, ref) for c, ref in zip(active, refs, strict=True)]
-            check_runs()
+            check_runs(dict(zip(active, takes, strict=True)))
             latest.update(zip(active, takes, strict=True))
             for camera, take in zip(active, takes, strict=True):
                 session.scorers[camera].telemetry.reader_totals(take.frames_in, take.dropped)
