@@ -176,8 +176,9 @@ def frame_batches(
         rows.append(len(images) - 1)
         stats.append(stat)
         if background is not None:
-            occupied.append(background.occupancy(frame, grid))
-            blobs.append(detect(frame, background))
+            differs = background.foreground(frame)
+            occupied.append(background.occupancy(frame, grid, differs))
+            blobs.append(detect(frame, background, differs))
         if len(rows) == size:
             yield flush()
             images, rows, stats, occupied, blobs, batch_start = [], [], [], [], [], index + 1

@@ -47,6 +47,17 @@ _CENTRES = (np.arange(ORIENTATION_BINS) + 0.5) * (2 * np.pi / ORIENTATION_BINS)
 _CHUNK_STEPS = 512
 
 
+def run_lengths(mask: np.ndarray) -> np.ndarray:
+    """``mask`` ``(T, ...)`` -> int32 of the same shape: how many entries in a row along the first axis it
+    has held, up to and including each (0 where it does not)."""
+    runs = np.zeros(mask.shape, np.int32)
+    current = np.zeros(mask.shape[1:], np.int32)
+    for t, row in enumerate(mask):
+        current = np.where(row, current + 1, 0)
+        runs[t] = current
+    return runs
+
+
 def step_stride(fps: float, step_s: float) -> int:
     """Frames between two steps of the behaviour model."""
     return max(1, round(fps * step_s))

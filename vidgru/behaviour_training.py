@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidgru.behaviour import OCCUPIED, BehaviourModel, clip_steps, step_stride
+from vidgru.behaviour import OCCUPIED, BehaviourModel, clip_steps, run_lengths, step_stride
 from vidgru.config import BehaviourConfig
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,19 @@ def masked_step(
     return loss
 
 
+def balanced_bce(labels: Sequence[torch.Tensor]) -> nn.BCEWithLogitsLoss:
+    """Per-element BCE whose positives weigh sqrt(negatives / positives) over ``labels`` (IGNORE left
+    out): positives are rarer, and weighting them fully made normal footage look half anomalous."""
+    labelled = sum(float((y != IGNORE).sum()) for y in labels)
+    pos = sum(float((y == 1).sum()) for y in labels)
+    return nn.BCEWithLogitsLoss(
+        pos_weight=torch.tensor(((labelled - pos) / max(pos, 1.0)) ** 0.5), reduction="none"
+    )
+
+
 def occupied_runs(occupancy: np.ndarray) -> np.ndarray:
     """``(S, cells)`` -> for each step, how many steps in a row the cell has been occupied (0 if not)."""
-    runs = np.zeros(occupancy.shape, np.int32)
-    current = np.zeros(occupancy.shape[1], np.int32)
-    for t, row in enumerate(occupancy > OCCUPIED):
-        current = np.where(row, current + 1, 0)
-        runs[t] = current
-    return runs
+    return run_lengths(occupancy > OCCUPIED)
 
 
 def longest_normal_stay(bases: Sequence[np.ndarray]) -> int:
@@ -339,11 +344,7 @@ def _train(
     """Each group's sequences have one length (padded); batches never mix groups, so short sequences
     are not padded to the long streams' length."""
     tensors = [(torch.from_numpy(x), torch.from_numpy(c).long(), torch.from_numpy(y)) for x, c, y in groups]
-    labelled = sum(int((y != IGNORE).sum()) for _, _, y in tensors)
-    pos = float(sum(int((y == 1).sum()) for _, _, y in tensors))
-    # Positives are rarer than negatives; weighting them fully made every normal frame look half anomalous.
-    pos_weight = torch.tensor(((labelled - pos) / max(pos, 1.0)) ** 0.5)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+    loss_fn = balanced_bce([y for _, _, y in tensors])
     # Whole sequences: fewer of them per step; single-step windows: many.
     batch = 256 if not cfg.memory else 8192
     per_epoch = sum((len(x) + batch - 1) // batch for x, _, _ in tensors)

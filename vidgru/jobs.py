@@ -18,7 +18,7 @@ import numpy as np
 
 from vidgru import telemetry
 from vidgru.batches import ClipFeatures
-from vidgru.behaviour import region_cell
+from vidgru.behaviour import region_cell, run_lengths
 from vidgru.config import EventsConfig, TamperingConfig, VidgruConfig
 from vidgru.decode import DecodeReport, FrameReader, read_frames
 from vidgru.event_clips import clip_span, write_event_clips
@@ -135,14 +135,7 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
 
 def sustained(mask: np.ndarray, frames: int) -> np.ndarray:
     """Where ``mask`` has held for at least ``frames`` frames in a row, counting the frame itself."""
-    if frames <= 1:
-        return mask.copy()
-    run = np.zeros(len(mask), np.int64)
-    count = 0
-    for t, on in enumerate(mask.tolist()):
-        count = count + 1 if on else 0
-        run[t] = count
-    return run >= frames
+    return run_lengths(mask) >= max(1, frames)
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:

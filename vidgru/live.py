@@ -121,8 +121,9 @@ class FramePrep:
             )
         occupancy = detections = None
         if self.background is not None:
-            occupancy = self.background.occupancy(frame.image, self.grid)
-            detections = detect(frame.image, self.background)
+            differs = self.background.foreground(frame.image)
+            occupancy = self.background.occupancy(frame.image, self.grid, differs)
+            detections = detect(frame.image, self.background, differs)
         return LiveFrame(
             self.camera,
             frame.seq,

@@ -16,6 +16,7 @@ import io
 import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -56,22 +57,10 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
         "window": tc.window,
     }
     if model.behaviour is not None and model.behaviour_calibration is not None:
-        payload["behaviour"] = {
-            "nets": model.behaviour.state_dicts(),
-            "mean": torch.from_numpy(model.behaviour.mean),
-            "std": torch.from_numpy(model.behaviour.std),
-            "n_cells": model.behaviour.n_cells,
-            "memory": model.behaviour.memory,
-            "calibration": model.behaviour_calibration.to_dict(),
-        }
+        payload["behaviour"] = _memory_payload(model.behaviour, model.behaviour_calibration)
+        payload["behaviour"]["n_cells"] = model.behaviour.n_cells
     if model.tracks is not None and model.tracks_calibration is not None:
-        payload["tracks"] = {
-            "nets": model.tracks.state_dicts(),
-            "mean": torch.from_numpy(model.tracks.mean),
-            "std": torch.from_numpy(model.tracks.std),
-            "memory": model.tracks.memory,
-            "calibration": model.tracks_calibration.to_dict(),
-        }
+        payload["tracks"] = _memory_payload(model.tracks, model.tracks_calibration)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     (out / "model.pt").write_bytes(buffer.getvalue())
@@ -93,6 +82,18 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     model.meta = meta
     return model_id
+
+
+def _memory_payload(model: BehaviourModel | TrackModel, calibration: Calibration) -> dict[str, Any]:
+    """What the region and the per-track GRU models save alike: their nets, the standardisation of their
+    input, their memory and their calibration."""
+    return {
+        "nets": model.state_dicts(),
+        "mean": torch.from_numpy(model.mean),
+        "std": torch.from_numpy(model.std),
+        "memory": model.memory,
+        "calibration": calibration.to_dict(),
+    }
 
 
 def load_model(path: str | Path) -> TrainedModel:

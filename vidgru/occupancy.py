@@ -54,10 +54,13 @@ class SceneBackground:
         """``(height, width)`` uint8 at the background's size: 1 where the frame differs from it."""
         return (cv2.absdiff(_grey(frame, self.size), self.picture) > self.threshold).astype(np.uint8)
 
-    def occupancy(self, frame: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-        """``(rows * cols,)`` float32: per cell, the share of pixels that differ from the background."""
+    def occupancy(
+        self, frame: np.ndarray, grid: tuple[int, int], foreground: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(rows * cols,)`` float32: per cell, the share of pixels that differ from the background.
+        ``foreground``: the frame's :meth:`foreground`, when the caller has it already."""
         rows, cols = grid
-        differs = self.foreground(frame).astype(np.float32)
+        differs = (self.foreground(frame) if foreground is None else foreground).astype(np.float32)
         return cv2.resize(differs, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
 
     def save(self, directory: str | Path) -> None:

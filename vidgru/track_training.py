@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from vidgru.behaviour_training import masked_step
+from vidgru.behaviour import run_lengths
+from vidgru.behaviour_training import IGNORE, balanced_bce, masked_step
 from vidgru.config import BehaviourConfig
 from vidgru.track_model import TrackModel
 from vidgru.tracks import TrackSequence
@@ -36,7 +36,6 @@ from vidgru.tracks import TrackSequence
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-IGNORE = -1.0
 _SETTLE = 10  # steps after an edit whose labels are left out: the state may still remember it
 _VX, _VY, _SPEED, _W, _H, _SEEN = range(6)
 SLOW = 0.015  # picture widths per second (5 px/s at 360 px): slower than anyone walks
@@ -51,23 +50,13 @@ class EditedTrack:
     labels: np.ndarray  # (S,): 1 positive, 0 negative, IGNORE left out
 
 
-def _still_runs(features: np.ndarray) -> np.ndarray:
-    """How many steps in a row the track has been slower than walking, at each step."""
-    runs = np.zeros(len(features), np.int32)
-    run = 0
-    for t, slow in enumerate(features[:, _SPEED] < SLOW):
-        run = run + 1 if slow else 0
-        runs[t] = run
-    return runs
-
-
 def longest_normal_stop(tracks: Sequence[np.ndarray]) -> int:
     """The longest a normal track stood still, in steps (at least 4, at most 120). A track that is still
     at its end (something that stays till the clip ends) says nothing about stops, so its last run is
     left out."""
     lengths: list[int] = []
     for f in tracks:
-        runs = _still_runs(f)
+        runs = run_lengths(f[:, _SPEED] < SLOW)
         ends = (runs[:-1] > 0) & (runs[1:] == 0)
         lengths += runs[:-1][ends].tolist()
     return int(np.clip(max(lengths, default=4), 4, 120))
@@ -235,12 +224,7 @@ def _train(
     seed: int,
     progress: Progress | None,
 ) -> None:
-    labelled = float((y != IGNORE).sum())
-    pos = float((y == 1).sum())
-    # Positives are rarer than negatives; weighting them fully made normal stops look half anomalous.
-    loss_fn = nn.BCEWithLogitsLoss(
-        pos_weight=torch.tensor(((labelled - pos) / max(pos, 1.0)) ** 0.5), reduction="none"
-    )
+    loss_fn = balanced_bce([y])
     batch = 64 if not cfg.memory else 8192
     per_epoch = (len(x) + batch - 1) // batch
     total, done = per_epoch * cfg.track_epochs * len(model.nets), 0

@@ -56,11 +56,14 @@ TRACKER = {
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
-def detect(frame: np.ndarray, background: SceneBackground) -> np.ndarray:
+def detect(
+    frame: np.ndarray, background: SceneBackground, foreground: np.ndarray | None = None
+) -> np.ndarray:
     """``(n, 4 + N_EMBED)`` float32: each blob of pixels that differ from the empty scene, as a box
-    ``[x1, y1, x2, y2]`` in fractions of the picture and a colour histogram of its pixels (L2-normed)."""
+    ``[x1, y1, x2, y2]`` in fractions of the picture and a colour histogram of its pixels (L2-normed).
+    ``foreground``: the frame's ``background.foreground``, when the caller has it already."""
     height, width = background.size
-    differs = background.foreground(frame)
+    differs = background.foreground(frame) if foreground is None else foreground
     # Closing joins a figure's head to its body; opening drops specks of noise.
     mask = cv2.morphologyEx(cv2.morphologyEx(differs, cv2.MORPH_CLOSE, _KERNEL), cv2.MORPH_OPEN, _KERNEL)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
