@@ -206,7 +206,7 @@ def test_ped2_train_then_analyze_test_04(tmp_path: Path) -> None:
     assert len(read_scores(scores)) == 180
 
 
-def test_a_model_from_before_changed_region_flow_keeps_whole_frame_flow(
+def test_a_model_from_before_a_motion_setting_keeps_the_motion_it_was_trained_with(
     model_dir: Path, tmp_path: Path
 ) -> None:
     import shutil
@@ -216,7 +216,9 @@ def test_a_model_from_before_changed_region_flow_keeps_whole_frame_flow(
     old = tmp_path / "old"
     shutil.copytree(model_dir, old)
     config = old / "config.yaml"
+    added = ("change_threshold", "stats_stride", "dis_refinement")
     lines = config.read_text().splitlines()
-    config.write_text("\n".join(line for line in lines if "change_threshold" not in line) + "\n")
-    assert load_model(old).config.motion.change_threshold == 0
-    assert load_model(model_dir).config.motion.change_threshold == 8
+    config.write_text("\n".join(line for line in lines if not line.strip().startswith(added)) + "\n")
+    before, now = load_model(old).config.motion, load_model(model_dir).config.motion
+    assert (before.change_threshold, before.stats_stride, before.dis_refinement) == (0, 1, 1)
+    assert (now.change_threshold, now.stats_stride, now.dis_refinement) == (8, 2, 0)

@@ -124,9 +124,10 @@ def load_model(path: str | Path) -> TrainedModel:
         if isinstance(raw, dict) and isinstance(raw.get("motion"), dict):
             # Keys added after a model was trained take the behaviour it was trained with, not today's
             # default: models from before changed-region flow computed flow over the whole frame, and before
-            # strided statistics read every pixel.
+            # strided statistics read every pixel, and before dis_refinement DIS refined once.
             raw["motion"].setdefault("change_threshold", 0)
             raw["motion"].setdefault("stats_stride", 1)
+            raw["motion"].setdefault("dis_refinement", 1)
         cfg = config_from_dict(raw, str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))

@@ -118,20 +118,21 @@ def farneback(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
 _DIS_MIN_SIDE = 12  # OpenCV's DIS refuses pictures under 12 pixels both ways
 
 
-def dis_flow() -> FlowFn:
-    """DIS optical flow (Kroeger et al., ECCV 2016): patches matched down to half resolution, then one
-    variational refinement at full resolution.
+def dis_flow(refinement: int = 0) -> FlowFn:
+    """DIS optical flow (Kroeger et al., ECCV 2016): patches matched down to half resolution with 6
+    gradient-descent iterations, each scale then refined ``refinement`` times (variational refinement).
 
-    On Ped2 (micro AUC raw / normalised, same GRU) this scored 0.970 / 0.971 against Farneback's
-    0.964 / 0.969, at 2.7 ms per frame of changed regions on one core against 9.8. OpenCV's "fast" preset
-    (quarter resolution) scored 0.904 / 0.919: small walkers' motion was lost. 6 gradient-descent iterations
-    and 1 refinement pass scored as well as the preset's 16 and 5 (0.970 / 0.971) at 60% of the cost. One
-    instance per stream: it is not shareable between threads.
+    On Ped2 (micro AUC raw / normalised, same GRU) DIS with 1 refinement scored 0.970 / 0.971 against
+    Farneback's 0.964 / 0.969, at 2.7 ms per frame of changed regions on one core against 9.8, and as well
+    as OpenCV's "fast" preset's 16 iterations and 5 refinements at 60% of their cost. The preset itself
+    (quarter resolution) scored 0.904 / 0.919: small walkers' motion was lost. Without refinement (the
+    default since 2026-11-30) flow costs 1.8 ms and scored 0.004 lower. One instance per stream: it is not
+    shareable between threads.
     """
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     dis.setFinestScale(1)
     dis.setGradientDescentIterations(6)
-    dis.setVariationalRefinementIterations(1)
+    dis.setVariationalRefinementIterations(refinement)
 
     def flow(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         if max(prev.shape) < _DIS_MIN_SIDE:
@@ -167,7 +168,7 @@ class MotionAnalyzer:
     def __init__(self, cfg: MotionConfig) -> None:
         self.cfg = cfg
         self._prev: np.ndarray | None = None
-        self._flow_fn = dis_flow() if cfg.method == "dis" else farneback
+        self._flow_fn = dis_flow(cfg.dis_refinement) if cfg.method == "dis" else farneback
 
     @property
     def n_cells(self) -> int:

@@ -31,12 +31,13 @@ class BackboneConfig(StrictModel):
         description="Frames per batch sent to a CNN actor (the CNN runs on fewer if interval > 0).",
     )
     interval: int = Field(
-        3,
+        7,
         ge=0,
         le=30,
         description="Frames skipped between CNN runs; skipped frames reuse the last features (as DeepStream's "
-        "nvinfer interval). Motion is still measured on every frame. 3 (a CNN run every 4th frame) scores "
-        "Ped2 as well as 1 or 0 and halves the CNN's share of the time against 1.",
+        "nvinfer interval). Motion is still measured on every frame. On Ped2 (10 frames/s) a CNN run every "
+        "8th frame (7) scored as well as every 4th (3), every 2nd or every frame, at half the CNN's cost of 3; "
+        "every 16th scored lower.",
     )
 
     @model_validator(mode="after")
@@ -51,7 +52,7 @@ class MotionConfig(StrictModel):
 
     method: Literal["farneback", "dis"] = Field(
         "dis",
-        description="OpenCV optical-flow algorithm: DIS (patches matched at half resolution, refined at full) "
+        description="OpenCV optical-flow algorithm: DIS (patches matched down to half resolution) "
         "or Farneback. On Ped2 DIS scored higher at under a third of the cost; a model keeps the one it was "
         "trained with.",
     )
@@ -68,6 +69,14 @@ class MotionConfig(StrictModel):
         le=8,
         description="Cell statistics read every Nth pixel of the flow each way (2: a quarter of them; on Ped2 "
         "as accurate as all of them, 1 ms less per frame).",
+    )
+    dis_refinement: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="DIS only: variational refinement passes at each scale. 1 scored Ped2 about 0.004 higher "
+        "(micro AUC), with flow at 2.7 ms a frame on one core instead of 1.8 (BENCHMARKS.md); 0 keeps "
+        "analyze faster than a plain decode+CNN loop on 2 cores.",
     )
     change_threshold: int = Field(
         8,
