@@ -169,6 +169,17 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     assert hits, f"no event over the loitering (frames {start}-{end}): {records}"
     assert "time_pattern" in {r["reason"] for r in hits}
     assert all(len(r["box"]) == 4 for r in hits)
+    # A run's --config leaves the behaviour GRUs out only when it says so: one written for the events keeps
+    # them (it once dropped them silently, and a benchmark found no behaviour at all).
+    from vidgru.cli import _model_and_config
+
+    events_only, off = tmp_path / "events-only.yaml", tmp_path / "off.yaml"
+    events_only.write_text("events:\n  thumbnails: false\n")
+    off.write_text("behaviour:\n  enabled: false\n")
+    kept, _ = _model_and_config(model, events_only, None, None)
+    assert kept.behaviour is not None and kept.tracks is not None
+    left_out, cfg = _model_and_config(model, off, None, None)
+    assert left_out.behaviour is None and left_out.tracks is None and not cfg.behaviour.enabled
 
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:

@@ -245,9 +245,11 @@ def _model_and_config(
         user = _load_cfg(config, None)
         cfg.events, cfg.ray, cfg.delivery = user.events, user.ray, user.delivery
         cfg.tampering = user.tampering
-        if not user.behaviour.enabled:
-            # A run may leave the behaviour model out (to compare, or to save its small cost); the rest of
-            # its section describes how the model was trained and stays the model's.
+        if "enabled" in user.behaviour.model_fields_set and not user.behaviour.enabled:
+            # A run may leave the behaviour model out (to compare, or to save its small cost), when its
+            # config says so in as many words: a config written for the events or the sinks, without a
+            # behaviour section, keeps the model whole. The rest of the section describes how the model
+            # was trained and stays the model's.
             cfg.behaviour.enabled = model.config.behaviour.enabled = False
             model.behaviour = model.tracks = None
     if address:

@@ -130,7 +130,8 @@ class BehaviourConfig(StrictModel):
         False,
         description="Train and run the behaviour model (its score joins the frame score). Off by default until "
         "it meets its recall bar on pacing and stop-and-go (BENCHMARKS.md); `vidgru train --memory N` turns "
-        "it on. In the --config of analyze or evaluate, false leaves a trained model's behaviour GRU out.",
+        'it on. In the --config of analyze or evaluate, "enabled: false" written out leaves a trained '
+        "model's behaviour GRUs out; a config without it keeps them.",
     )
     step_s: float = Field(
         0.5, gt=0, le=5, description="Seconds per step of the model; each step reads the mean of its frames."
