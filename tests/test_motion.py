@@ -92,7 +92,7 @@ def test_flow_measures_an_object_speed_and_direction(method: str) -> None:
 
 def test_dis_gives_no_flow_for_a_picture_too_small_to_match() -> None:
     tiny = np.zeros((8, 10), np.uint8)
-    assert not dis_flow()(tiny, tiny).any()
+    assert not dis_flow(0)(tiny, tiny).any()
 
 
 def test_dis_refinement_is_what_the_config_asks_for() -> None:

@@ -118,7 +118,7 @@ def farneback(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
 _DIS_MIN_SIDE = 12  # OpenCV's DIS refuses pictures under 12 pixels both ways
 
 
-def dis_flow(refinement: int = 0) -> FlowFn:
+def dis_flow(refinement: int) -> FlowFn:
     """DIS optical flow (Kroeger et al., ECCV 2016): patches matched down to half resolution with 6
     gradient-descent iterations, each scale then refined ``refinement`` times (variational refinement).
 
@@ -126,8 +126,8 @@ def dis_flow(refinement: int = 0) -> FlowFn:
     Farneback's 0.964 / 0.969, at 2.7 ms per frame of changed regions on one core against 9.8, and as well
     as OpenCV's "fast" preset's 16 iterations and 5 refinements at 60% of their cost. The preset itself
     (quarter resolution) scored 0.904 / 0.919: small walkers' motion was lost. Without refinement (the
-    default since 2026-11-30) flow costs 1.8 ms and scored 0.004 lower. One instance per stream: it is not
-    shareable between threads.
+    default since 2026-11-30) flow cost 0.7-0.9 ms a frame less and scored 0.004 lower. One instance per
+    stream: it is not shareable between threads.
     """
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     dis.setFinestScale(1)

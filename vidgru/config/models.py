@@ -75,8 +75,8 @@ class MotionConfig(StrictModel):
         ge=0,
         le=10,
         description="DIS only: variational refinement passes at each scale. 1 scored Ped2 about 0.004 higher "
-        "(micro AUC), with flow at 2.7 ms a frame on one core instead of 1.8 (BENCHMARKS.md); 0 keeps "
-        "analyze faster than a plain decode+CNN loop on 2 cores.",
+        "(micro AUC), with changed-region flow at 3.0 ms a frame on one core instead of 2.2-2.4 "
+        "(BENCHMARKS.md); 0 keeps analyze at par with a plain decode+CNN loop on 2 cores.",
     )
     change_threshold: int = Field(
         8,
