@@ -153,12 +153,10 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
 ) -> None:
     root = behaviour_footage["root"]
     model = tmp_path / "model"
-    # The defaults throughout (DIS flow, the region and per-track GRUs, threshold 1.5): on 2026-11-30 a
-    # model trained on these four minutes scored the loiterer at 6.2 at its height, every event's reason
-    # the time pattern.
+    # The defaults throughout (DIS flow, the per-track GRU without the region one, threshold 1.5).
     run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "0")
     loaded = load_model(model)
-    assert loaded.behaviour is not None and loaded.tracks is not None
+    assert loaded.behaviour is None and loaded.tracks is not None
     events = tmp_path / "events.jsonl"
     analyze_loiter(behaviour_footage, model, tmp_path)
     start, end = json.loads((root / "label.json").read_text())
@@ -177,18 +175,28 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     events_only.write_text("events:\n  thumbnails: false\n")
     off.write_text("behaviour:\n  enabled: false\n")
     kept, _ = _model_and_config(model, events_only, None, None)
-    assert kept.behaviour is not None and kept.tracks is not None
+    assert kept.tracks is not None
     left_out, cfg = _model_and_config(model, off, None, None)
-    assert left_out.behaviour is None and left_out.tracks is None and not cfg.behaviour.enabled
+    assert left_out.tracks is None and not cfg.behaviour.enabled
 
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:
     model = tmp_path / "ablation"
-    run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "1")
+    # With the region GRU too (off by default), so that its one-step ablation is exercised as well.
+    regions = tmp_path / "regions.yaml"
+    regions.write_text("behaviour:\n  region_model: true\n")
+    train = ("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model))
+    run_cli(*train, "--memory", "1", "--config", str(regions))
     loaded = load_model(model)
     assert loaded.config.behaviour.memory == 1
     assert loaded.behaviour is not None and loaded.behaviour.memory == 1
     assert loaded.tracks is not None and loaded.tracks.memory == 1
+    from vidgru.cli import _model_and_config
+
+    no_regions = tmp_path / "no-regions.yaml"
+    no_regions.write_text("behaviour:\n  region_model: false\n")
+    left_out, cfg = _model_and_config(model, no_regions, None, None)
+    assert left_out.behaviour is None and left_out.tracks is not None and not cfg.behaviour.region_model
     analyze_loiter(behaviour_footage, model, tmp_path)
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 70 * 10 + 1
     # With one step of memory nothing tells a long stay from a short one: the full model's time-pattern
@@ -199,3 +207,9 @@ def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path
 
 def test_the_behaviour_model_is_off_unless_asked_for() -> None:
     assert not VidgruConfig().behaviour.enabled
+    assert not VidgruConfig().behaviour.region_model
+
+
+def test_behaviour_with_nothing_to_train_names_the_keys() -> None:
+    with pytest.raises(ValueError, match="enabled needs tracks or region_model"):
+        VidgruConfig.model_validate({"behaviour": {"enabled": True, "tracks": False}})

@@ -222,3 +222,8 @@ def test_a_model_from_before_a_motion_setting_keeps_the_motion_it_was_trained_wi
     before, now = load_model(old).config.motion, load_model(model_dir).config.motion
     assert (before.change_threshold, before.stats_stride, before.dis_refinement) == (0, 1, 1)
     assert (now.change_threshold, now.stats_stride, now.dis_refinement) == (8, 2, 0)
+    # Before region_model, a trained behaviour model always had its region GRU.
+    text = config.read_text()
+    config.write_text("\n".join(line for line in text.splitlines() if "region_model" not in line) + "\n")
+    assert load_model(old).config.behaviour.region_model
+    assert not load_model(model_dir).config.behaviour.region_model

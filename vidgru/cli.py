@@ -252,6 +252,9 @@ def _model_and_config(
             # was trained and stays the model's.
             cfg.behaviour.enabled = model.config.behaviour.enabled = False
             model.behaviour = model.tracks = None
+        if "region_model" in user.behaviour.model_fields_set and not user.behaviour.region_model:
+            cfg.behaviour.region_model = model.config.behaviour.region_model = False
+            model.behaviour = model.behaviour_calibration = None
     if address:
         cfg.ray.address = address
     if threshold is not None:

@@ -128,6 +128,9 @@ def load_model(path: str | Path) -> TrainedModel:
             raw["motion"].setdefault("change_threshold", 0)
             raw["motion"].setdefault("stats_stride", 1)
             raw["motion"].setdefault("dis_refinement", 1)
+        if isinstance(raw, dict) and isinstance(raw.get("behaviour"), dict):
+            # Before region_model, a behaviour model always had its region GRU.
+            raw["behaviour"].setdefault("region_model", True)
         cfg = config_from_dict(raw, str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))

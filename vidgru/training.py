@@ -210,7 +210,7 @@ def fit_model(
     raw = np.concatenate([frame_scores(model.cell_logits(f))[0] for f in held_out])
     model.calibration = Calibration.fit(raw)
     behaviour_meta: dict[str, object] = {}
-    if cfg.behaviour.enabled and all(f.occupancy is not None for f in clips):
+    if cfg.behaviour.enabled and cfg.behaviour.region_model and all(f.occupancy is not None for f in clips):
         model.behaviour, behaviour_meta = fit_behaviour(
             [(h.motion, h.occupancy) for h in heads if h.occupancy is not None],
             cfg.motion.grid,
