@@ -245,14 +245,18 @@ def _model_and_config(
         user = _load_cfg(config, None)
         cfg.events, cfg.ray, cfg.delivery = user.events, user.ray, user.delivery
         cfg.tampering = user.tampering
-        if "enabled" in user.behaviour.model_fields_set and not user.behaviour.enabled:
-            # A run may leave the behaviour model out (to compare, or to save its small cost), when its
-            # config says so in as many words: a config written for the events or the sinks, without a
-            # behaviour section, keeps the model whole. The rest of the section describes how the model
-            # was trained and stays the model's.
+
+        # A run may leave the behaviour GRUs out (to compare, or to save their cost) when its config says
+        # so in as many words: a config written for the events or the sinks, without a behaviour section,
+        # keeps the model whole. The rest of the section describes how the model was trained and stays
+        # the model's.
+        def said_off(key: str) -> bool:
+            return key in user.behaviour.model_fields_set and not getattr(user.behaviour, key)
+
+        if said_off("enabled"):
             cfg.behaviour.enabled = model.config.behaviour.enabled = False
             model.behaviour = model.tracks = None
-        if "region_model" in user.behaviour.model_fields_set and not user.behaviour.region_model:
+        if said_off("region_model"):
             cfg.behaviour.region_model = model.config.behaviour.region_model = False
             model.behaviour = model.behaviour_calibration = None
     if address:

@@ -121,16 +121,18 @@ def load_model(path: str | Path) -> TrainedModel:
         )
     try:
         raw = yaml.safe_load((path / "config.yaml").read_text())
-        if isinstance(raw, dict) and isinstance(raw.get("motion"), dict):
-            # Keys added after a model was trained take the behaviour it was trained with, not today's
-            # default: models from before changed-region flow computed flow over the whole frame, and before
-            # strided statistics read every pixel, and before dis_refinement DIS refined once.
-            raw["motion"].setdefault("change_threshold", 0)
-            raw["motion"].setdefault("stats_stride", 1)
-            raw["motion"].setdefault("dis_refinement", 1)
-        if isinstance(raw, dict) and isinstance(raw.get("behaviour"), dict):
-            # Before region_model, a behaviour model always had its region GRU.
-            raw["behaviour"].setdefault("region_model", True)
+        # Keys added after a model was trained take the behaviour it was trained with, not today's default:
+        # models from before changed-region flow computed flow over the whole frame, before strided
+        # statistics read every pixel, before dis_refinement DIS refined once, and before region_model a
+        # behaviour model always had its region GRU.
+        trained_with = {
+            "motion": {"change_threshold": 0, "stats_stride": 1, "dis_refinement": 1},
+            "behaviour": {"region_model": True},
+        }
+        for section, keys in trained_with.items():
+            if isinstance(raw, dict) and isinstance(raw.get(section), dict):
+                for key, value in keys.items():
+                    raw[section].setdefault(key, value)
         cfg = config_from_dict(raw, str(path / "config.yaml"))
         payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))
