@@ -23,4 +23,5 @@ def test_ray_and_local_pipelines_agree(clips: dict[str, Path], ray_local: None) 
         assert r.n_frames == loc.n_frames
         np.testing.assert_allclose(r.motion, loc.motion, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r.appearance, loc.appearance, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(r.appearance_rows, loc.appearance_rows)
         assert r.report.problem is None and r.report.frames == r.n_frames

@@ -18,7 +18,7 @@ def test_cell_windows_score_as_the_clip_does_and_a_fast_intruder_is_speed(
 ) -> None:
     model = load_model(model_dir)
     (features,) = LocalFeaturePipeline(fast_config()).run(discover_clips([clips["intruder"]]))
-    desc = model.descriptors.transform(features.motion, features.appearance)
+    desc = model.descriptors.transform(features.motion, features.appearance, features.appearance_rows)
     logits = model.temporal.score(desc)
     window = model.temporal.window
     rng = np.random.default_rng(0)

@@ -47,7 +47,8 @@ class FeatureBatch:
     start: int
     fps: float
     motion: np.ndarray
-    appearance: np.ndarray  # (B, cells, channels)
+    appearance: np.ndarray  # (n, cells, channels): once per frame the CNN ran on, not per frame
+    appearance_rows: np.ndarray  # (B,) for each frame, its row in appearance
     report: DecodeReport | None = None
     tamper: list[TamperChange] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
@@ -57,12 +58,17 @@ class FeatureBatch:
 
 @dataclass
 class ClipFeatures:
-    """Everything the temporal model needs about one clip, frame by frame."""
+    """Everything the temporal model needs about one clip, frame by frame.
+
+    The CNN's features are kept once per frame it ran on (``appearance``), with each frame's row in them
+    (``appearance_rows``): with the CNN on every 8th frame, a copy per frame would be most of what a long
+    video's analysis holds in memory (see :meth:`frame_appearance`)."""
 
     clip: Clip
     fps: float
     motion: np.ndarray  # (T, cells, N_MOTION)
-    appearance: np.ndarray  # (T, cells, channels)
+    appearance: np.ndarray  # (n, cells, channels), n <= T
+    appearance_rows: np.ndarray  # (T,) for each frame, its row in appearance
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
     tamper: list[TamperChange] = field(default_factory=list)
     occupancy: np.ndarray | None = None  # (T, cells): what stands in each cell (vidgru.occupancy)
@@ -71,6 +77,10 @@ class ClipFeatures:
     @property
     def n_frames(self) -> int:
         return len(self.motion)
+
+    def frame_appearance(self) -> np.ndarray:
+        """``(T, cells, channels)``: each frame's CNN features (a copy per frame; training only)."""
+        return self.appearance[self.appearance_rows]
 
     @classmethod
     def from_batches(cls, clip: Clip, batches: list[FeatureBatch]) -> ClipFeatures:
@@ -81,6 +91,9 @@ class ClipFeatures:
             fps=batches[0].fps,
             motion=np.concatenate([b.motion for b in batches]),
             appearance=np.concatenate([b.appearance for b in batches]),
+            appearance_rows=np.concatenate(
+                [b.appearance_rows + offset for b, offset in zip(batches, _offsets(batches), strict=True)]
+            ),
             report=report,
             tamper=[change for b in batches for change in b.tamper],
             occupancy=(
@@ -94,6 +107,12 @@ class ClipFeatures:
                 else None
             ),
         )
+
+
+def _offsets(batches: list[FeatureBatch]) -> list[int]:
+    """Where each batch's appearance rows start in the clip's."""
+    counts = [len(b.appearance) for b in batches]
+    return [sum(counts[:i]) for i in range(len(counts))]
 
 
 def probe_clip(clip: Clip) -> int | None:

@@ -4,6 +4,7 @@ Example::
 
     space = DescriptorSpace.fit(motion, appearance, components=8)
     desc = space.transform(motion, appearance)   # (T, cells, N_MOTION + 8)
+    desc = space.transform(features.motion, features.appearance, features.appearance_rows)  # CNN frames only
 """
 
 from __future__ import annotations
@@ -64,11 +65,22 @@ class DescriptorSpace:
             pca_std=np.maximum(proj_std, 1e-3).astype(np.float32),
         )
 
-    def transform(self, motion: np.ndarray, appearance: np.ndarray) -> np.ndarray:
-        parts = [(motion - self.motion_mean) / self.motion_std]
+    def transform(
+        self, motion: np.ndarray, appearance: np.ndarray, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(..., N_MOTION)`` motion and ``(..., channels)`` appearance -> ``(..., dim)`` float32.
+
+        ``rows``: each frame's row in ``appearance``, when that holds the CNN's frames only; they are
+        projected once each and then repeated. The result is written in place, without temporaries of its
+        size: on a long video it is the largest array the analysis makes."""
+        n_motion = len(self.motion_mean)
+        out = np.empty((*motion.shape[:-1], self.dim), np.float32)
+        np.subtract(motion, self.motion_mean, out=out[..., :n_motion])
+        out[..., :n_motion] /= self.motion_std
         if len(self.pca_components):
-            parts.append(((appearance - self.pca_mean) @ self.pca_components.T) / self.pca_std)
-        return np.concatenate(parts, axis=-1).astype(np.float32)
+            projected = ((appearance - self.pca_mean) @ self.pca_components.T) / self.pca_std
+            out[..., n_motion:] = projected if rows is None else projected[rows]
+        return out
 
     def state(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -92,7 +92,7 @@ class ClipScores:
 def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
     """Calibrated frame scores from the temporal models (short-window, per region, per track), and
     where each came from."""
-    desc = model.descriptors.transform(features.motion, features.appearance)
+    desc = model.descriptors.transform(features.motion, features.appearance, features.appearance_rows)
     raw, cells = frame_scores(model.temporal.score(desc))
     scores = model.calibration(raw)
     short_scores, short_cells = scores, cells

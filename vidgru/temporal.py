@@ -118,13 +118,16 @@ class TemporalModel:
             history = state.history
         else:
             history = np.repeat(descriptors[:1], pad, axis=0)
-        seq = torch.from_numpy(np.concatenate([history, descriptors]).astype(np.float32))
         out = []
+        # Each chunk is its frames with the pad frames before them, so the whole clip is never copied.
         for lo in range(0, len(descriptors), _CHUNK_FRAMES):
-            hi = min(lo + _CHUNK_FRAMES, len(descriptors))
-            out.append(self._score_sequence(seq[lo : hi + pad]))
+            chunk = np.concatenate([history, descriptors[lo : lo + _CHUNK_FRAMES]]).astype(
+                np.float32, copy=False
+            )
+            out.append(self._score_sequence(torch.from_numpy(chunk)))
+            history = chunk[len(chunk) - pad :]
         if state is not None:
-            state.history = seq[len(seq) - pad :].numpy() if pad else seq[:0].numpy()
+            state.history = history.copy()
         return np.concatenate(out)
 
     @torch.inference_mode()

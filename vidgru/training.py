@@ -60,7 +60,9 @@ class TrainedModel:
     tracks_calibration: Calibration | None = None
 
     def cell_logits(self, features: ClipFeatures) -> np.ndarray:
-        return self.temporal.score(self.descriptors.transform(features.motion, features.appearance))
+        return self.temporal.score(
+            self.descriptors.transform(features.motion, features.appearance, features.appearance_rows)
+        )
 
     def behaviour_logits(self, features: ClipFeatures) -> np.ndarray | None:
         """``(T, regions)``: each frame's behaviour logits (the last step complete at it; -inf before the
@@ -114,7 +116,7 @@ def build_training_set(
     window = cfg.temporal.window
     neg_x, neg_c, pos_x, pos_c = [], [], [], []
     for f in heads:
-        desc = space.transform(f.motion, f.appearance)
+        desc = space.transform(f.motion, f.appearance, f.appearance_rows)
         t_idx, c_idx = np.meshgrid(np.arange(f.n_frames), np.arange(desc.shape[1]), indexing="ij")
         t_idx, c_idx = t_idx.ravel(), c_idx.ravel()
         neg_x.append(_windows(desc, t_idx, c_idx, window))
@@ -122,7 +124,7 @@ def build_training_set(
         for factor in cfg.temporal.speedups:
             fast = speed_up(f.motion, factor)
             moving = fast[t_idx, c_idx, _MOVING] > 0.02
-            fake = space.transform(fast, f.appearance)
+            fake = space.transform(fast, f.appearance, f.appearance_rows)
             pos_x.append(_windows(fake, t_idx[moving], c_idx[moving], window))
             pos_c.append(c_idx[moving])
     nx, nc = np.concatenate(neg_x), np.concatenate(neg_c)
@@ -195,7 +197,7 @@ def fit_model(
     tails = [_slice(f, s, f.n_frames) for f, s in zip(clips, splits, strict=True) if s < f.n_frames]
     space = DescriptorSpace.fit(
         np.concatenate([h.motion for h in heads]),
-        np.concatenate([h.appearance for h in heads]),
+        np.concatenate([h.frame_appearance() for h in heads]),
         tc.appearance_components,
         seed=tc.seed,
     )
@@ -279,7 +281,8 @@ def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
         clip=f.clip,
         fps=f.fps,
         motion=f.motion[lo:hi],
-        appearance=f.appearance[lo:hi],
+        appearance=f.appearance,
+        appearance_rows=f.appearance_rows[lo:hi],
         report=f.report,
         occupancy=None if f.occupancy is None else f.occupancy[lo:hi],
         detections=None if f.detections is None else f.detections[lo:hi],

@@ -113,7 +113,7 @@ def watch(
             for lo in range(0, len(batch.cnn_rows), chunk)
         ]
         done: list[FeatureBatch] = list(pool.map(lambda actor, part: actor.extract.remote(part), parts))
-        return np.concatenate([d.appearance for d in done])
+        return np.concatenate([d.appearance[d.appearance_rows] for d in done])
 
     # Readers share what the CNN actors leave, so that every camera is read at once on any machine.
     reader_cpus = max(0.05, (cpus - n_actors) / len(plans))
