@@ -110,7 +110,7 @@ def main() -> None:
     body = "\n".join(
         [
             f"Measured {today} on {cpu_name()}, 2 cores. Command: `python benchmarks/memory.py --work "
-            f"{work} --repeat {args.repeat}`; model `{model}`.",
+            f"{work} --repeat {args.repeat}{f' --model {args.model}' if args.model else ''}`; model `{model}`.",
             "",
             "| video | frames | `analyze` peak resident memory (MB) | frames/s |",
             "|---|---|---|---|",

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import fast_config
+from vidgru.jobs import score_clip
 from vidgru.model_store import load_model
 from vidgru.pipeline import LocalFeaturePipeline
 from vidgru.reasons import peak_reason
@@ -31,4 +32,14 @@ def test_cell_windows_score_as_the_clip_does_and_a_fast_intruder_is_speed(
     start, end = clips["labels"][0]
     frame = start + int(logits[start:end].max(1).argmax())
     cell = int(logits[frame].argmax())
-    assert peak_reason(model.temporal, desc, frame, cell) == "speed"
+    assert peak_reason(model.temporal, model.descriptors, features, frame, cell) == "speed"
+
+
+def test_a_clip_scored_a_stretch_at_a_time_scores_as_at_once(model_dir: Path, clips: dict) -> None:
+    model = load_model(model_dir)
+    (features,) = LocalFeaturePipeline(fast_config()).run(discover_clips([clips["intruder"]]))
+    whole = score_clip(features, model)
+    assert features.n_frames > 3 * 7
+    stretches = score_clip(features, model, stretch=7)
+    np.testing.assert_allclose(stretches.raw, whole.raw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(stretches.cells, whole.cells)

@@ -224,7 +224,7 @@ def test_live_scoring_matches_offline_and_emits_start_then_end(
     expected_reason = (
         "time_pattern"
         if scored.from_behaviour[last["peak_frame"]]
-        else peak_reason(model.temporal, scored.descriptors, last["peak_frame"], last["peak_cell"])
+        else peak_reason(model.temporal, model.descriptors, features, last["peak_frame"], last["peak_cell"])
     )
     assert first["reason"] in ("speed", "appearance", "time_pattern") and last["reason"] == expected_reason
     for r in records:

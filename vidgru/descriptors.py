@@ -82,6 +82,14 @@ class DescriptorSpace:
             out[..., n_motion:] = projected if rows is None else projected[rows]
         return out
 
+    def transform_frames(
+        self, motion: np.ndarray, appearance: np.ndarray, rows: np.ndarray, frames: np.ndarray
+    ) -> np.ndarray:
+        """Descriptors of a clip's ``frames`` (indices) only, projecting only the CNN rows they use: a long
+        video is scored a stretch at a time, and its descriptors are never all in memory at once."""
+        needed, index = np.unique(rows[frames], return_inverse=True)
+        return self.transform(motion[frames], appearance[needed], index)
+
     def state(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 

@@ -32,6 +32,7 @@ from vidgru.scoring import frame_scores
 from vidgru.sinks import Sink
 from vidgru.sources import Clip
 from vidgru.tampering import TamperEpisode, fit_reference, tamper_record
+from vidgru.temporal import StreamState
 from vidgru.timeline import build_timeline
 from vidgru.tracks import box_cells
 from vidgru.training import Progress, TrainedModel, fit_model
@@ -66,6 +67,9 @@ def train_model(
     return model, [f.report for f in features]
 
 
+_SCORE_FRAMES = 2048  # frames whose descriptors are made and scored at a time
+
+
 @dataclass
 class ClipResult:
     clip: Clip
@@ -83,17 +87,30 @@ class ClipScores:
     raw: np.ndarray  # (T,) the short-window GRU's frame score (max cell logit)
     scores: np.ndarray  # (T,) calibrated; the larger of the two models' where there is a behaviour model
     cells: np.ndarray  # (T,) the cell that gave each frame's score
-    descriptors: np.ndarray  # (T, cells, D) the short-window GRU's input
     from_behaviour: np.ndarray  # (T,) bool: the behaviour model gave the frame's score
     # (T, 4) where a track gave the frame's score, its box in fractions of the picture (else NaN)
     boxes: np.ndarray | None = None
 
 
-def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
+def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = _SCORE_FRAMES) -> ClipScores:
     """Calibrated frame scores from the temporal models (short-window, per region, per track), and
-    where each came from."""
-    desc = model.descriptors.transform(features.motion, features.appearance, features.appearance_rows)
-    raw, cells = frame_scores(model.temporal.score(desc))
+    where each came from. The short-window GRU reads ``stretch`` frames' descriptors at a time."""
+    state = StreamState()  # the stretches are scored as one stream: the same logits as the clip at once
+    logits = [
+        model.temporal.score(
+            model.descriptors.transform_frames(
+                features.motion,
+                features.appearance,
+                features.appearance_rows,
+                np.arange(lo, min(lo + stretch, features.n_frames)),
+            ),
+            state,
+        )
+        for lo in range(0, features.n_frames, stretch)
+    ]
+    raw, cells = frame_scores(
+        np.concatenate(logits) if logits else np.zeros((0, model.temporal.n_cells), np.float32)
+    )
     scores = model.calibration(raw)
     short_scores, short_cells = scores, cells
     behaviour = model.behaviour_logits(features)
@@ -130,7 +147,7 @@ def score_clip(features: ClipFeatures, model: TrainedModel) -> ClipScores:
         if boxes is not None:
             boxes[brief] = np.nan
         from_behaviour = from_behaviour & ~brief
-    return ClipScores(raw, scores, cells, desc, from_behaviour, boxes)
+    return ClipScores(raw, scores, cells, from_behaviour, boxes)
 
 
 def sustained(mask: np.ndarray, frames: int) -> np.ndarray:
@@ -196,7 +213,9 @@ def analyze_clips(
             event.extra["reason"] = (
                 "time_pattern"
                 if scored.from_behaviour[event.peak_frame]
-                else peak_reason(model.temporal, scored.descriptors, event.peak_frame, event.peak_cell)
+                else peak_reason(
+                    model.temporal, model.descriptors, features, event.peak_frame, event.peak_cell
+                )
             )
             frame = peaks.get(event.peak_frame)
             if frame is not None:

@@ -9,7 +9,7 @@ the video, gave the peak instead, the reason is ``time_pattern``. Tampering reco
 
 Example::
 
-    reason = peak_reason(model, descriptors, frame=120, cell=41)   # "speed"
+    reason = peak_reason(model.temporal, model.descriptors, features, frame=120, cell=41)   # "speed"
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from vidgru.batches import ClipFeatures
+from vidgru.descriptors import DescriptorSpace
 from vidgru.motion import N_MOTION
 from vidgru.temporal import TemporalModel
 
@@ -38,8 +40,12 @@ def window_reason(temporal: TemporalModel, window: np.ndarray, cell: int) -> Rea
     return "speed" if full - without_motion >= full - without_appearance else "appearance"
 
 
-def peak_reason(temporal: TemporalModel, descriptors: np.ndarray, frame: int, cell: int) -> Reason:
-    """Reason for the score of ``cell`` at ``frame`` of a clip's ``(T, cells, D)`` descriptors; frames
-    before the clip's start repeat frame 0, as in scoring."""
+def peak_reason(
+    temporal: TemporalModel, space: DescriptorSpace, features: ClipFeatures, frame: int, cell: int
+) -> Reason:
+    """Reason for the short-window GRU's score of ``cell`` at ``frame`` of a clip; frames before the clip's
+    start repeat frame 0, as in scoring. The window's descriptors are made again from the features: the
+    clip's are not kept past scoring (on a long video they would be the largest array)."""
     times = np.clip(np.arange(frame - temporal.window + 1, frame + 1), 0, None)
-    return window_reason(temporal, descriptors[times, cell], cell)
+    window = space.transform_frames(features.motion, features.appearance, features.appearance_rows, times)
+    return window_reason(temporal, window[:, cell], cell)
