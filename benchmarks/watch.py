@@ -9,7 +9,11 @@ continuous MPEG-4 file per camera, in a temp dir: see :func:`long_clip`). For ea
 - frames dropped (the readers' count, printed by ``vidgru watch`` when it stops);
 - capture -> event emission latency, p50 and p95, over the ``start`` and ``end`` records (each record
   carries ``captured``, the capture time of the frame that caused it, and ``emitted``);
-- capture -> score latency, p50 and p95, over every analysed frame.
+- capture -> score latency, p50 and p95, over every analysed frame;
+- memory, sampled every 5 s: the `vidgru watch` process's resident memory, and the proportional memory
+  (PSS: shared pages split between the processes that map them, so Ray's object store counts once) of it
+  and every process under it (Ray's own and its workers), one minute after the start and at the end. A
+  process that runs for days must not grow: run with a long ``--duration`` to see whether it does.
 
 "Capture" is when vidgru's reader took the frame off the stream, so what the network and the camera add
 before that is not included (on 127.0.0.1 it is small). Prints a table; ``--write`` puts it in BENCHMARKS.md.
@@ -23,12 +27,15 @@ import argparse
 import csv
 import datetime as dt
 import json
+import math
 import os
 import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -61,6 +68,40 @@ def percentiles(values: list[float]) -> str:
     return f"{p50:.2f} / {p95:.2f}"
 
 
+def _memory_mb(pid: int, field: str, name: str) -> float:
+    """``field`` (kB) of ``/proc/PID/NAME`` in MB; 0 once the process has gone."""
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it, from each process's parent in ``/proc/PID/stat``."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces: the parent is the 2nd field after its ")".
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def sample_memory(pid: int) -> tuple[float, float]:
+    """The process's resident memory and the PSS of it and all its descendants, in MB."""
+    tree = sum(_memory_mb(p, "Pss", "smaps_rollup") for p in _descendants(pid))
+    return _memory_mb(pid, "VmRSS", "status"), tree
+
+
 def long_clip(clips: list[Path], out: Path) -> Path:
     """The clips' frames, one after the other, as one MPEG-4 file at 10 fps (written outside the repo).
 
@@ -91,7 +132,7 @@ def run_streams(n: int, port: int, model: Path, duration: float, work: Path) -> 
         )
     )
     events, scores = run_dir / "events.jsonl", run_dir / "scores.csv"
-    result = subprocess.run(
+    watch = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -108,14 +149,38 @@ def run_streams(n: int, port: int, model: Path, duration: float, work: Path) -> 
             "--status-every",
             "10",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=duration + 300,
     )
-    if result.returncode != 0:
-        sys.exit(f"vidgru watch failed:\n{result.stderr[-3000:]}")
-    (run_dir / "stderr.log").write_text(result.stderr)
-    dropped = sum(int(m) for m in re.findall(r"analysed, (\d+) dropped", result.stdout))
+    # Output is read by threads so that a full pipe never blocks the process while memory is sampled.
+    out: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+        for k, f in (("stdout", watch.stdout), ("stderr", watch.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    started, samples = time.monotonic(), []
+    while watch.poll() is None:
+        if time.monotonic() - started > duration + 300:
+            watch.kill()
+            sys.exit("vidgru watch did not stop")
+        samples.append((time.monotonic() - started, *sample_memory(watch.pid)))
+        time.sleep(5)
+    for reader in readers:
+        reader.join()
+    if watch.returncode != 0:
+        sys.exit(f"vidgru watch failed:\n{out['stderr'][-3000:]}")
+    (run_dir / "stderr.log").write_text(out["stderr"])
+    (run_dir / "memory.csv").write_text(
+        "seconds,watch_rss_mb,tree_pss_mb\n" + "".join(f"{t:.0f},{r:.1f},{p:.1f}\n" for t, r, p in samples)
+    )
+    # The last sample but one: the last may catch Ray shutting down.
+    whole = [s for s in samples if s[2] > 0]
+    after_1min = next((s for s in whole if s[0] >= 60), whole[0])
+    at_end = whole[-2] if len(whole) > 1 else whole[-1]
+    dropped = sum(int(m) for m in re.findall(r"analysed, (\d+) dropped", out["stdout"]))
     with scores.open() as fh:
         rows = list(csv.DictReader(fh))
     captured = np.array([float(r["captured"]) for r in rows])
@@ -133,6 +198,8 @@ def run_streams(n: int, port: int, model: Path, duration: float, work: Path) -> 
         "score_latency": percentiles(list(scored - captured)),
         "offline": len(offline),
         "load": os.getloadavg()[0],  # other processes on the machine change every number here
+        "memory": f"{after_1min[1]:.0f} -> {at_end[1]:.0f} / {after_1min[2]:.0f} -> {at_end[2]:.0f}",
+        "memory_span": f"{after_1min[0]:.0f}-{at_end[0]:.0f}",
     }
 
 
@@ -164,7 +231,16 @@ def main() -> None:
         for i in range(max(counts))
     ]
     server = subprocess.Popen(
-        ["/usr/bin/python3", str(SERVER), "--port", str(port), *(a for m in mounts for a in ("--stream", m))],
+        [
+            "/usr/bin/python3",
+            str(SERVER),
+            "--port",
+            str(port),
+            # Each camera's 201 s, played as often as a run needs (start-up included).
+            "--repeat",
+            str(math.ceil((args.duration + 120) / 201)),
+            *(a for m in mounts for a in ("--stream", m)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -179,12 +255,13 @@ def main() -> None:
 
     table = [
         "| streams (10 fps each) | frames analysed/s | frames analysed | frames dropped | events | "
-        "capture -> event emitted, p50 / p95 (s) | capture -> score, p50 / p95 (s) | load average at end |",
-        "|---|---|---|---|---|---|---|---|",
+        "capture -> event emitted, p50 / p95 (s) | capture -> score, p50 / p95 (s) | load average at end | "
+        "memory (MB) from 1 min in to the end: `vidgru watch` resident / it and its Ray processes, PSS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     table += [
         f"| {r['streams']} | {r['analysed_fps']:.1f} | {r['analysed']} | {r['dropped']} | {r['events']} | "
-        f"{r['event_latency']} | {r['score_latency']} | {r['load']:.1f} |"
+        f"{r['event_latency']} | {r['score_latency']} | {r['load']:.1f} | {r['memory']} (s {r['memory_span']}) |"
         for r in results
     ]
     cpu = cpu_name()
@@ -194,9 +271,11 @@ def main() -> None:
             f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({cpu}), no GPU. "
             "Command: `python benchmarks/watch.py"
             + (f" --model {args.model}" if args.model else "")
+            + ("" if args.streams == "1,2,4" else f" --streams {args.streams}")
             + f" --duration {args.duration:g} --write`. Each run watches for {args.duration:g} s after start-up;"
             " default config (local Ray, one CNN actor). Each camera streams the 12 test clips (2,010 frames)"
-            " from a different start, re-encoded once into one MPEG-4 part 2 file (the Ped2 H.264 files"
+            " from a different start, over and over for as long as the run needs, re-encoded once into one"
+            " MPEG-4 part 2 file (the Ped2 H.264 files"
             " served one after another stall the stream at clip boundaries). The load average (1 min)"
             " counts every process on the machine, vidgru's own included.",
             "",
