@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 _TAKE_WAIT_S = 0.05  # how long a reader with nothing ready holds the loop
 
 
-@ray.remote(max_concurrency=3)  # run() holds one thread for good; take() and stop() use the others
+# run() holds one thread for good; take() and stop() use the others. Without task events: take() is called
+# for every batch, for as long as the camera is watched (see FeatureActor).
+@ray.remote(max_concurrency=3, enable_task_events=False)
 class CameraReader:
     def __init__(
         self,
