@@ -118,7 +118,8 @@ def main() -> None:
             f"| the test clips {args.repeat} times over | {frames} | {long_mb:.0f} | {long_fps:.1f} |",
             "",
             f"Held per frame of video: {per_frame_kb:.1f} KiB, so {hour_gb[10]:.2f} GiB an hour of video at 10 "
-            f"frames/s and {hour_gb[25]:.2f} GiB at 25.",
+            f"frames/s and {hour_gb[25]:.2f} GiB at 25 (arithmetic from the figure per frame: only the 10 "
+            "frames/s video was run).",
         ]
     )
     print(body)

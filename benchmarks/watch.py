@@ -153,34 +153,41 @@ def run_streams(n: int, port: int, model: Path, duration: float, work: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
     )
-    # Output is read by threads so that a full pipe never blocks the process while memory is sampled.
-    out: dict[str, str] = {}
-    readers = [
-        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
-        for k, f in (("stdout", watch.stdout), ("stderr", watch.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    started, samples = time.monotonic(), []
-    while watch.poll() is None:
-        if time.monotonic() - started > duration + 300:
-            watch.kill()
-            sys.exit("vidgru watch did not stop")
-        samples.append((time.monotonic() - started, *sample_memory(watch.pid)))
-        time.sleep(5)
-    for reader in readers:
-        reader.join()
+    # Memory is sampled beside communicate(), which reads both pipes so that neither fills and blocks.
+    started, samples, stopped = time.monotonic(), [], threading.Event()
+
+    def sample() -> None:
+        while not stopped.is_set():
+            samples.append((time.monotonic() - started, *sample_memory(watch.pid)))
+            stopped.wait(5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stdout, stderr = watch.communicate(timeout=duration + 300)
+    except subprocess.TimeoutExpired:
+        watch.kill()
+        sys.exit("vidgru watch did not stop")
+    finally:
+        stopped.set()
+        sampler.join()
     if watch.returncode != 0:
-        sys.exit(f"vidgru watch failed:\n{out['stderr'][-3000:]}")
-    (run_dir / "stderr.log").write_text(out["stderr"])
+        sys.exit(f"vidgru watch failed:\n{stderr[-3000:]}")
+    (run_dir / "stderr.log").write_text(stderr)
     (run_dir / "memory.csv").write_text(
         "seconds,watch_rss_mb,tree_pss_mb\n" + "".join(f"{t:.0f},{r:.1f},{p:.1f}\n" for t, r, p in samples)
     )
-    # The last sample but one: the last may catch Ray shutting down.
+    # From a minute in (start-up is over) to the last sample but one (the last may catch Ray stopping).
     whole = [s for s in samples if s[2] > 0]
-    after_1min = next((s for s in whole if s[0] >= 60), whole[0])
-    at_end = whole[-2] if len(whole) > 1 else whole[-1]
-    dropped = sum(int(m) for m in re.findall(r"analysed, (\d+) dropped", out["stdout"]))
+    after_1min = next((s for s in whole if s[0] >= 60), None)
+    at_end = whole[-2] if len(whole) > 1 else None
+    memory = (
+        f"{after_1min[1]:.0f} -> {at_end[1]:.0f} / {after_1min[2]:.0f} -> {at_end[2]:.0f}"
+        f" (s {after_1min[0]:.0f}-{at_end[0]:.0f})"
+        if after_1min is not None and at_end is not None and at_end[0] > after_1min[0]
+        else "n/a (a run under a minute)"
+    )
+    dropped = sum(int(m) for m in re.findall(r"analysed, (\d+) dropped", stdout))
     with scores.open() as fh:
         rows = list(csv.DictReader(fh))
     captured = np.array([float(r["captured"]) for r in rows])
@@ -198,8 +205,7 @@ def run_streams(n: int, port: int, model: Path, duration: float, work: Path) -> 
         "score_latency": percentiles(list(scored - captured)),
         "offline": len(offline),
         "load": os.getloadavg()[0],  # other processes on the machine change every number here
-        "memory": f"{after_1min[1]:.0f} -> {at_end[1]:.0f} / {after_1min[2]:.0f} -> {at_end[2]:.0f}",
-        "memory_span": f"{after_1min[0]:.0f}-{at_end[0]:.0f}",
+        "memory": memory,
     }
 
 
@@ -261,7 +267,7 @@ def main() -> None:
     ]
     table += [
         f"| {r['streams']} | {r['analysed_fps']:.1f} | {r['analysed']} | {r['dropped']} | {r['events']} | "
-        f"{r['event_latency']} | {r['score_latency']} | {r['load']:.1f} | {r['memory']} (s {r['memory_span']}) |"
+        f"{r['event_latency']} | {r['score_latency']} | {r['load']:.1f} | {r['memory']} |"
         for r in results
     ]
     cpu = cpu_name()

@@ -86,13 +86,15 @@ class ClipFeatures:
     def from_batches(cls, clip: Clip, batches: list[FeatureBatch]) -> ClipFeatures:
         batches = sorted(batches, key=lambda b: b.start)
         report = next((b.report for b in batches if b.report is not None), DecodeReport(clip.name))
+        starts = np.cumsum([0] + [len(b.appearance) for b in batches])
         return cls(
             clip=clip,
             fps=batches[0].fps,
             motion=np.concatenate([b.motion for b in batches]),
             appearance=np.concatenate([b.appearance for b in batches]),
+            # Each batch's rows count from its own first CNN frame; the clip's from the clip's.
             appearance_rows=np.concatenate(
-                [b.appearance_rows + offset for b, offset in zip(batches, _offsets(batches), strict=True)]
+                [b.appearance_rows + offset for b, offset in zip(batches, starts[:-1], strict=True)]
             ),
             report=report,
             tamper=[change for b in batches for change in b.tamper],
@@ -107,12 +109,6 @@ class ClipFeatures:
                 else None
             ),
         )
-
-
-def _offsets(batches: list[FeatureBatch]) -> list[int]:
-    """Where each batch's appearance rows start in the clip's."""
-    counts = [len(b.appearance) for b in batches]
-    return [sum(counts[:i]) for i in range(len(counts))]
 
 
 def probe_clip(clip: Clip) -> int | None:

@@ -32,10 +32,9 @@ from vidgru.scoring import frame_scores
 from vidgru.sinks import Sink
 from vidgru.sources import Clip
 from vidgru.tampering import TamperEpisode, fit_reference, tamper_record
-from vidgru.temporal import StreamState
 from vidgru.timeline import build_timeline
 from vidgru.tracks import box_cells
-from vidgru.training import Progress, TrainedModel, fit_model
+from vidgru.training import SCORE_FRAMES, Progress, TrainedModel, fit_model
 
 
 def train_model(
@@ -67,9 +66,6 @@ def train_model(
     return model, [f.report for f in features]
 
 
-_SCORE_FRAMES = 2048  # frames whose descriptors are made and scored at a time
-
-
 @dataclass
 class ClipResult:
     clip: Clip
@@ -92,25 +88,10 @@ class ClipScores:
     boxes: np.ndarray | None = None
 
 
-def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = _SCORE_FRAMES) -> ClipScores:
+def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE_FRAMES) -> ClipScores:
     """Calibrated frame scores from the temporal models (short-window, per region, per track), and
     where each came from. The short-window GRU reads ``stretch`` frames' descriptors at a time."""
-    state = StreamState()  # the stretches are scored as one stream: the same logits as the clip at once
-    logits = [
-        model.temporal.score(
-            model.descriptors.transform_frames(
-                features.motion,
-                features.appearance,
-                features.appearance_rows,
-                np.arange(lo, min(lo + stretch, features.n_frames)),
-            ),
-            state,
-        )
-        for lo in range(0, features.n_frames, stretch)
-    ]
-    raw, cells = frame_scores(
-        np.concatenate(logits) if logits else np.zeros((0, model.temporal.n_cells), np.float32)
-    )
+    raw, cells = frame_scores(model.cell_logits(features, stretch))
     scores = model.calibration(raw)
     short_scores, short_cells = scores, cells
     behaviour = model.behaviour_logits(features)

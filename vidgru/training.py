@@ -32,7 +32,7 @@ from vidgru.motion import MOTION_FEATURES, speed_up
 from vidgru.occupancy import SceneBackground
 from vidgru.scoring import Calibration, frame_scores
 from vidgru.tampering import TamperReference
-from vidgru.temporal import TemporalModel
+from vidgru.temporal import StreamState, TemporalModel
 from vidgru.track_model import TrackModel
 from vidgru.track_training import fit_tracks
 from vidgru.tracks import clip_tracks
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 _MOVING = MOTION_FEATURES.index("moving_fraction")
 MIN_TRAIN_FRAMES = 8
+SCORE_FRAMES = 2048  # frames whose descriptors are made and scored at a time
 
 
 @dataclass
@@ -59,10 +60,24 @@ class TrainedModel:
     tracks: TrackModel | None = None  # the GRU per tracked object (vidgru.track_model)
     tracks_calibration: Calibration | None = None
 
-    def cell_logits(self, features: ClipFeatures) -> np.ndarray:
-        return self.temporal.score(
-            self.descriptors.transform(features.motion, features.appearance, features.appearance_rows)
-        )
+    def cell_logits(self, features: ClipFeatures, stretch: int = SCORE_FRAMES) -> np.ndarray:
+        """``(T, cells)``: the short-window GRU's logits. Descriptors are made and scored ``stretch`` frames
+        at a time, the GRU's state carried between stretches (the same logits as the clip at once), so a
+        long video's are never all in memory."""
+        state = StreamState()
+        logits = [
+            self.temporal.score(
+                self.descriptors.transform_frames(
+                    features.motion,
+                    features.appearance,
+                    features.appearance_rows,
+                    np.arange(lo, min(lo + stretch, features.n_frames)),
+                ),
+                state,
+            )
+            for lo in range(0, features.n_frames, stretch)
+        ]
+        return np.concatenate(logits) if logits else np.zeros((0, self.temporal.n_cells), np.float32)
 
     def behaviour_logits(self, features: ClipFeatures) -> np.ndarray | None:
         """``(T, regions)``: each frame's behaviour logits (the last step complete at it; -inf before the

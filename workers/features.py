@@ -11,7 +11,7 @@ from vidgru.pipeline import extract_features
 
 # Without task events: one call per batch of frames, for as long as a camera is watched, would fill the
 # GCS's store of them (Ray keeps 100,000 tasks' events for its dashboard and State API), and the GCS grew
-# by about 5 MB a minute on one camera (BENCHMARKS.md, `vidgru watch`).
+# by about 4 MB a minute on one camera (BENCHMARKS.md, `vidgru watch`).
 @ray.remote(num_cpus=1, enable_task_events=False)
 class FeatureActor:
     """Holds the CNN; loads weights once and is called on batches of frames from any clip or camera.
