@@ -168,6 +168,75 @@ def test_model_dir_problems(model_dir: Path, clips: dict, tmp_path: Path) -> Non
     assert_one_line_error(run_cli("analyze", *args, "--model", str(tmp_path / "x")), 6, "does not exist")
 
 
+def test_outputs_are_checked_before_any_work_and_never_clobbered(
+    model_dir: Path, clips: dict, tmp_path: Path
+) -> None:
+    video = str(clips["intruder"])
+    base = ("analyze", video, "--model", str(model_dir))
+    foreign = tmp_path / "mine.jsonl"
+    foreign.write_text("precious\n")
+    # Another tool's file (or a watch run's events) is not overwritten without --fresh.
+    assert_one_line_error(run_cli(*base, "--events", str(foreign)), 10, "--fresh")
+    assert foreign.read_text() == "precious\n"
+
+    events, scores = tmp_path / "e.jsonl", tmp_path / "s.csv"
+    ok = run_cli(*base, "--events", str(events), "--scores", str(scores))
+    assert ok.returncode == 0, ok.stderr
+    kept = {p: p.read_bytes() for p in (events, scores, tmp_path / "e.manifest")}
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    # --fresh with an unwritable output stops before it wipes the earlier run's results.
+    result = run_cli(*base, "--events", str(events), "--scores", str(notes / "s.csv"), "--fresh")
+    assert_one_line_error(result, 3, "--scores", "is a file, not a folder")
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert_one_line_error(run_cli(*base, "--events", str(tmp_path)), 3, "--events", "is a folder")
+    for bad in ("nan", "0", "-1"):
+        assert_one_line_error(run_cli(*base, "--events", str(events), "-t", bad), 3, "--threshold")
+    # Nothing listens there: one line at once, not Ray retrying for minutes.
+    result = run_cli(*base, "--events", str(tmp_path / "e2.jsonl"), "--address", "127.0.0.1:1", timeout=60)
+    assert_one_line_error(result, 8, "cannot reach a Ray cluster at 127.0.0.1:1")
+    assert_one_line_error(run_cli(*base, "--config", str(tmp_path)), 2, "is a folder")
+    assert_one_line_error(
+        run_cli("events", "export", "--events", str(tmp_path / "nope.jsonl")), 3, "nope.jsonl"
+    )
+
+
+def test_train_checks_out_first_and_replaces_a_model_whole(
+    model_dir: Path, clips: dict, tmp_path: Path
+) -> None:
+    from vidgru.model_store import load_model, save_model
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    others = tmp_path / "documents"
+    others.mkdir()
+    (others / "letter.txt").write_text("dear")
+    for out, needle in ((notes, "is a file"), (others, "holds other files"), (notes / "m", "is a file")):
+        result = run_cli("train", "--normal", str(clips["normal"]), "--out", str(out), timeout=60)
+        assert_one_line_error(result, 3, "--out", needle)
+    assert (others / "letter.txt").read_text() == "dear"
+
+    again = tmp_path / "m"
+    shutil.copytree(model_dir, again)
+    (again / "stale.png").write_bytes(b"from an older model")
+    model = load_model(again)
+    save_model(model, again)
+    assert not (again / "stale.png").exists()  # the new model replaced the folder whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents", "m", "notes.txt"]  # no leftovers
+    assert load_model(again).meta["model_id"].startswith("m@")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02garbage" * 100], ids=["empty", "not-a-model"])
+def test_damaged_weights_get_one_line(content: bytes, model_dir: Path, clips: dict, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "model.pt").write_bytes(content)
+    result = run_cli(
+        "analyze", str(clips["intruder"]), "--model", str(damaged), "--events", str(tmp_path / "e.jsonl")
+    )
+    assert_one_line_error(result, 6, "model.pt is damaged", "retrain")
+
+
 def test_bad_config_names_the_key(clips: dict, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("temporal:\n  windw: 3\n")

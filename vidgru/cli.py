@@ -61,6 +61,11 @@ def _handle_errors(fn: F) -> F:
             raise _fail(f"Ray failed: {str(err).splitlines()[0]}", 1) from None
         except KeyboardInterrupt:
             raise _fail("interrupted; outputs written so far are kept", 130) from None
+        except OSError as err:  # a path the up-front checks could not foresee (a disk that filled, say)
+            where = f"{err.filename}: " if err.filename else ""
+            raise _fail(
+                f"{where}{err.strerror or err}; check the path, its permissions and free space", 3
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -150,19 +155,22 @@ def train(
     """Fit a model on a camera's normal footage.
 
     The footage should show only ordinary activity. vidgru learns how things move in each part of the
-    picture (a short-window GRU, with synthetic speed-ups of that footage as examples of the unusual) and
-    how long things stay and how they come and go (a GRU whose memory spans the whole video, with the
-    footage's own time held, played back and forth, or stopped and restarted as examples). Scores are
-    calibrated on a held-out part so that threshold 1.0 means the same on every camera.
+    picture (a short-window GRU, with synthetic speed-ups of that footage as examples of the unusual).
+    With --memory it also learns how long things stay and how they come and go (a GRU per tracked object
+    whose memory spans the whole video, with the footage's own time held, played back and forth, or
+    stopped and restarted as examples); that model is off by default. Scores are calibrated on a
+    held-out part so that threshold 1.0 means the same on every camera.
 
     Example: vidgru train --normal footage/cam1/normal/*.mp4 --out models/cam1
     """
     _setup_logging(verbose)
     from vidgru.jobs import train_model
+    from vidgru.model_store import check_model_out
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
     cfg = _load_cfg(config, address)
+    check_model_out(out)  # before the work: an unwritable --out would otherwise lose the trained model
     if memory is not None:
         cfg.behaviour.enabled, cfg.behaviour.memory = True, memory
     clips = discover_clips(normal)
@@ -192,7 +200,8 @@ def train(
 @_handle_errors
 def analyze(
     paths: Annotated[
-        list[Path], typer.Argument(help="Video files, folders of videos, or folders of frames.")
+        list[Path],
+        typer.Argument(metavar="PATHS", help="Video files, folders of videos, or folders of frames."),
     ],
     model_dir: Annotated[Path, typer.Option("--model", "-m", help="Model directory from 'vidgru train'.")],
     events: Annotated[
@@ -262,6 +271,13 @@ def _model_and_config(
     if address:
         cfg.ray.address = address
     if threshold is not None:
+        if not 0 < threshold < float("inf"):
+            from vidgru.errors import InputError
+
+            raise InputError(
+                f"--threshold {threshold}: give a calibrated score above 0 (1 is the 99th percentile of normal "
+                "frames; the default is 1.5)"
+            )
         cfg.events.threshold = threshold
     return model, cfg
 
@@ -283,11 +299,15 @@ def _run_analysis(
     from vidgru.batches import probe_clip
     from vidgru.delivery import open_delivery
     from vidgru.jobs import analyze_clips
-    from vidgru.outputs import ScoresCsv
+    from vidgru.outputs import ScoresCsv, check_output_file
     from vidgru.resume import RunManifest, manifest_path, run_identity
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
+    # Before anything is read, cut or wiped (--fresh): outputs that cannot be written stop the run here.
+    check_output_file(events, "--events")
+    if scores is not None:
+        check_output_file(scores, "--scores")
     telemetry.enable()  # VIDGRU_METRICS_DIR, VIDGRU_METRICS_PORT: before anything is counted
     # The driver's GRU scoring runs beside the decoders and CNN actors: a second torch thread only contends
     # with them for the cores (measured on 2 cores: about 5% fewer frames/s with two).
@@ -367,7 +387,7 @@ def _run_analysis(
 @app.command()
 @_handle_errors
 def evaluate(
-    paths: Annotated[list[Path], typer.Argument(help="Labelled video files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATHS", help="Labelled video files or folders.")],
     model_dir: Annotated[Path, typer.Option("--model", "-m", help="Model directory from 'vidgru train'.")],
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Labels JSON (format below).")],
     events: Annotated[Path, typer.Option("--events", "-e", help="JSONL file for the events.")] = Path(
@@ -396,10 +416,19 @@ def evaluate(
     Example: vidgru evaluate ped2/test/ --model models/ped2 --labels ped2/labels.json --report report/
     """
     _setup_logging(verbose)
-    from vidgru.metrics import evaluate_clips, load_labels
+    from vidgru.metrics import LabelsError, evaluate_clips, load_labels
+    from vidgru.outputs import check_output_folder
     from vidgru.report import write_report
+    from vidgru.sources import discover_clips
 
     truth = load_labels(labels)  # fail on bad labels before any work
+    unlabelled = [clip.name for clip in discover_clips(paths) if clip.name not in truth]
+    if unlabelled:
+        raise LabelsError(
+            f"no labels for {', '.join(unlabelled)} in {labels}; add them to the labels file or leave them out"
+        )
+    if report is not None:
+        check_output_folder(report, "--report")
     model, cfg = _model_and_config(model_dir, config, address, threshold)
     results = _run_analysis(paths, model, cfg, events, scores)
     result = evaluate_clips(
@@ -452,9 +481,11 @@ def demo(
     from vidgru.demo import make_demo_footage
     from vidgru.jobs import analyze_clips, train_model
     from vidgru.metrics import load_labels, overlaps
+    from vidgru.outputs import check_output_folder
     from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
+    check_output_folder(out, "--out")
     started = time.monotonic()
     out_console.print(f"rendering demo footage in {out}/footage ...")
     footage = make_demo_footage(out)
@@ -540,6 +571,8 @@ def deliver(
     from vidgru.delivery import open_delivery, outbox_path
     from vidgru.errors import DeliveryError
 
+    if timeout is not None and not 0 <= timeout < float("inf"):
+        raise DeliveryError(f"--timeout {timeout}: give a number of seconds, 0 or more")
     telemetry.enable()  # what it sends counts in vidgru_events_emitted_total, as analyze's deliveries do
     cfg = _load_cfg(config, None).delivery
     if not cfg.sinks:
@@ -616,11 +649,22 @@ def watch(
 
     from vidgru import telemetry
     from vidgru.config.cameras import load_cameras_config
+    from vidgru.errors import InputError
     from vidgru.live import LiveScoresCsv
+    from vidgru.outputs import check_output_file
     from vidgru.watching import plan_cameras
     from workers.runtime import ensure_ray
     from workers.watch import watch as watch_cameras
 
+    if duration is not None and not duration > 0:
+        raise InputError(
+            f"--duration {duration}: give a number of seconds above 0, or leave it out to run until stopped"
+        )
+    if not status_every > 0:
+        raise InputError(f"--status-every {status_every}: give a number of seconds above 0")
+    check_output_file(events, "--events")
+    if scores is not None:
+        check_output_file(scores, "--scores")
     cfg = load_cameras_config(config)
     if address:
         cfg.ray.address = address
@@ -706,7 +750,10 @@ def serve(
         str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1, or serve.host).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", "-p", help="Port to listen on (default 8080, or serve.port).")
+        int | None,
+        typer.Option(
+            "--port", "-p", min=0, max=65535, help="Port to listen on (default 8080, or serve.port)."
+        ),
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -737,7 +784,7 @@ def serve(
         socket.create_server((host, port)).close()
     except OSError as err:
         raise ConfigError(
-            f"cannot listen on {host}:{port}: {err.strerror or err}; pick another --port"
+            f"cannot listen on {host}:{port}: {err.strerror or err}; pick another --port (or check --host)"
         ) from err
     token = os.environ.get(TOKEN_ENV) or None
     settings = ServeSettings(sources, marks_path, metrics_dir or cfg.metrics_dir, token, cfg.page_size)
@@ -784,12 +831,18 @@ def events_export(
 
     Example: vidgru events export --events out/events.jsonl --format csv --out reviewed.csv
     """
-    from vidgru.errors import InputError
+    from vidgru.errors import InputError, SourceNotFoundError
+    from vidgru.outputs import check_output_file
     from vidgru.serve.export import export_events
     from vidgru.serve.marks import ReviewMarks
     from vidgru.serve.store import EventStore
 
     cfg, sources, marks_path = _review_config(config, events, marks)
+    absent = [source for source in sources if not source.exists()]
+    if absent:  # serve may wait for a file a watch run has yet to write; an export has nothing to wait for
+        raise SourceNotFoundError(f"events file {absent[0]} does not exist; pass the --events file of a run")
+    if out is not None:
+        check_output_file(out, "--out")
     if (marks or cfg.marks) and not marks_path.is_file():
         raise InputError(f"no review marks file at {marks_path}; pass the --marks file 'vidgru serve' used")
     if not marks_path.is_file():

@@ -14,6 +14,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import pickle
+import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,9 @@ from vidgru.behaviour import BehaviourGRU, BehaviourModel
 from vidgru.config import BehaviourConfig, dump_config
 from vidgru.config.loader import config_from_dict
 from vidgru.descriptors import DescriptorSpace
-from vidgru.errors import ConfigError, ModelError, ModelVersionError
+from vidgru.errors import ConfigError, InputError, ModelError, ModelVersionError
 from vidgru.occupancy import BACKGROUND_JSON, SceneBackground
+from vidgru.outputs import check_output_parent
 from vidgru.scoring import Calibration
 from vidgru.tampering import REFERENCE_JSON as TAMPER_FILE
 from vidgru.tampering import TamperReference
@@ -44,10 +48,49 @@ def vidgru_version() -> str:
         return "unknown"
 
 
+def check_model_out(out: Path) -> None:
+    """Before training: ``out`` can become the model directory. A folder that holds other files and no model
+    is refused, since saving replaces the whole folder."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
+        raise InputError(
+            f"--out {out} holds other files and no vidgru model; give a new or empty folder "
+            "(saving a model replaces the whole folder)"
+        )
+    check_output_parent(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder path for the model")
+
+
 def save_model(model: TrainedModel, out: str | Path) -> str:
-    """Write ``model`` to ``out`` and return its id (directory name plus a hash of the weights)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` to ``out`` and return its id (directory name plus a hash of the weights).
+
+    The model is written beside ``out`` first and then takes its place, so a model trained into an existing
+    model directory replaces it whole (no file of the old one stays), and a failure while writing leaves
+    the old one as it was."""
+    final = Path(out)
+    if final.resolve() == Path.cwd().resolve():  # the working directory cannot be swapped out from under us
+        final.mkdir(parents=True, exist_ok=True)
+        return _write_model(model, final, final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.parent / f".{final.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        model_id = _write_model(model, partial, final)
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+            partial.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            partial.rename(final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return model_id
+
+
+def _write_model(model: TrainedModel, out: Path, final: Path) -> str:
+    """Every file of the model into ``out``; its id names ``final``, the directory it will be read from."""
     tc = model.config.temporal
     payload = {
         "descriptors": {k: torch.from_numpy(v) for k, v in model.descriptors.state().items()},
@@ -64,7 +107,7 @@ def save_model(model: TrainedModel, out: str | Path) -> str:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     (out / "model.pt").write_bytes(buffer.getvalue())
-    model_id = f"{out.name}@{hashlib.sha256(buffer.getvalue()).hexdigest()[:10]}"
+    model_id = f"{final.name}@{hashlib.sha256(buffer.getvalue()).hexdigest()[:10]}"
     (out / "calibration.json").write_text(json.dumps(model.calibration.to_dict(), indent=2) + "\n")
     (out / "config.yaml").write_text(dump_config(model.config))
     meta = {
@@ -98,6 +141,10 @@ def _memory_payload(model: BehaviourModel | TrackModel, calibration: Calibration
 
 def load_model(path: str | Path) -> TrainedModel:
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelError(
+            f"{path} is a file, not a model directory; give the folder that 'vidgru train --out' wrote"
+        )
     if not path.is_dir():
         raise ModelError(f"model directory {path} does not exist; train one with 'vidgru train --out {path}'")
     meta_file = path / "meta.json"
@@ -134,7 +181,14 @@ def load_model(path: str | Path) -> TrainedModel:
                 for key, value in keys.items():
                     raw[section].setdefault(key, value)
         cfg = config_from_dict(raw, str(path / "config.yaml"))
-        payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        try:
+            payload = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        except (EOFError, pickle.UnpicklingError, RuntimeError, OSError) as err:
+            # torch.load says "Invalid argument" of a cut-short file and EOFError of an empty one.
+            raise ModelError(
+                f"{path / 'model.pt'} is damaged or is not a vidgru model file ({type(err).__name__}); "
+                "retrain it with 'vidgru train'"
+            ) from err
         calibration = Calibration(**json.loads((path / "calibration.json").read_text()))
         tc = cfg.temporal
         nets = []
@@ -147,7 +201,8 @@ def load_model(path: str | Path) -> TrainedModel:
         tracks, tracks_calibration = _load_tracks(payload.get("tracks"), cfg.behaviour)
         background = SceneBackground.load(path) if (path / BACKGROUND_JSON).is_file() else None
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, yaml.YAMLError) as err:
-        raise ModelError(f"{path} could not be loaded ({err}); retrain it with 'vidgru train'") from err
+        detail = " ".join(str(err).split())  # a YAML error spans several lines, with a caret
+        raise ModelError(f"{path} could not be loaded ({detail}); retrain it with 'vidgru train'") from err
     temporal = TemporalModel(nets, payload["window"], payload["n_cells"])
     # Models trained before tampering detection have no reference; they score as before, without it.
     tamper = TamperReference.load(path) if (path / TAMPER_FILE).is_file() else None

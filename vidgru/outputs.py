@@ -1,14 +1,55 @@
-"""Per-frame scores as CSV, and event thumbnails as JPEG."""
+"""Per-frame scores as CSV, and event thumbnails as JPEG; checks that an output path can be written."""
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from vidgru.errors import InputError
+
 SCORES_HEADER = ("video", "frame", "time", "score")
+
+
+def check_output_parent(path: Path, option: str, folder: Path | None = None) -> None:
+    """The folder that will hold ``path`` (``folder``, by default its parent) exists or can be made, and can
+    be written in; else one line naming ``option``."""
+    folder = path.parent if folder is None else folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} {path}: cannot write in {existing} (permission denied); choose another path"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"{option} {path}: cannot create {folder} ({err.strerror}); choose another path"
+        ) from err
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Before any work: ``path`` can be written as a file (its folder is made if missing), so that a long run
+    does not end in an error after its work is done. ``option`` names the flag in the message."""
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: cannot write the file (permission denied); choose another path")
+    check_output_parent(path, option)
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Before any work: ``path`` is a folder, or can be made one, and can be written in."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is a file; give a folder path")
+    check_output_parent(path, option, folder=path)
 
 
 class ScoresCsv:

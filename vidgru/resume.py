@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgru.errors import ResumeError
+from vidgru.outputs import SCORES_HEADER
 from vidgru.sources import Clip
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ class RunManifest:
         are started again). Raises :class:`ResumeError` if that run used another model, other settings
         or another scores file."""
         manifest = cls(events, scores, run)
-        if fresh or not manifest.path.is_file() or not events.is_file():
+        if fresh:
+            return manifest
+        if not manifest.path.is_file():
+            _refuse_foreign(events, scores, manifest.path)
+            return manifest
+        if not events.is_file():
             return manifest
         raw = manifest.path.read_bytes()
         lines, valid = [], 0
@@ -122,7 +128,10 @@ class RunManifest:
                 break
             valid += len(line)
         if not lines or lines[0].get("manifest") != MANIFEST_VERSION:
-            return manifest  # no header made it to disk: nothing was committed
+            # No header made it to disk: nothing was committed, and the outputs, if they hold anything, are
+            # not this kind of run's.
+            _refuse_foreign(events, scores, manifest.path)
+            return manifest
         header = lines[0]
         for key in ("model", "settings", "scores"):
             if header["run"].get(key) != run[key]:
@@ -218,3 +227,19 @@ class RunManifest:
             fh.write(json.dumps(record, separators=(",", ":")) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _refuse_foreign(events: Path, scores: Path | None, manifest: Path) -> None:
+    """Outputs that hold data but no record of a resumable run (another tool's file, an events file that
+    ``vidgru watch`` or ``vidgru evaluate`` wrote) are not overwritten unless the user says so."""
+    for path, option in ((events, "--events"), (scores, "--scores")):
+        if path is None or not path.is_file() or path.stat().st_size == 0:
+            continue
+        # A run stopped between writing the scores' header and the manifest's leaves just the header.
+        header = ",".join(SCORES_HEADER).encode()
+        if path == scores and path.stat().st_size <= len(header) + 2 and path.read_bytes().strip() == header:
+            continue
+        raise ResumeError(
+            f"{option} {path} already holds data that no earlier 'vidgru analyze' recorded (no "
+            f"{manifest.name}); pass --fresh to overwrite it, or give another {option} path"
+        )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -32,6 +33,7 @@ _LOCAL_RAY_ENV = {
     "RAY_raylet_client_connect_timeout_milliseconds": "100",
     "RAY_raylet_client_num_connect_attempts": "100",
 }
+_CONNECT_TIMEOUT_S = 5.0  # for a cluster's address: a head on the same network answers in milliseconds
 
 
 def ensure_ray(cfg: RayConfig) -> None:
@@ -48,6 +50,8 @@ def ensure_ray(cfg: RayConfig) -> None:
         kwargs |= {"num_cpus": cfg.num_cpus or os.cpu_count() or 1, "include_dashboard": False}
         for key, value in _LOCAL_RAY_ENV.items():
             os.environ.setdefault(key, value)  # the processes ray.init starts inherit them
+    if address is not None:
+        _check_reachable(address)
     try:
         ray.init(address=address or "local", **kwargs)  # type: ignore[arg-type]
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -58,6 +62,23 @@ def ensure_ray(cfg: RayConfig) -> None:
             ) from err
         raise RayConnectError(
             f"cannot reach a Ray cluster at {address} ({reason}); start one with "
+            "'ray start --head' or leave out --address to run locally"
+        ) from err
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address where nothing listens for minutes, printing only its own log lines; one TCP
+    connection attempt tells the user at once. "auto" (find a local cluster) is left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # Ray's own message names a malformed address
+    try:
+        socket.create_connection(
+            (host.strip("[]") or "127.0.0.1", int(port)), timeout=_CONNECT_TIMEOUT_S
+        ).close()
+    except OSError as err:
+        raise RayConnectError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or type(err).__name__}); start one with "
             "'ray start --head' or leave out --address to run locally"
         ) from err
 

@@ -34,7 +34,9 @@ Polygon = Annotated[list[Point], Field(min_length=3)]
 class EventsOverride(StrictModel):
     """Event settings that replace the model's for one camera (or for all, at the top level)."""
 
-    threshold: float | None = Field(None, description="Calibrated score that opens an event.")
+    threshold: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Calibrated score that opens an event."
+    )
     hysteresis: float | None = Field(
         None,
         gt=0,
@@ -228,6 +230,8 @@ def cameras_from_dict(
 def load_cameras_config(path: str | Path) -> CamerasConfig:
     """Load and validate a cameras YAML file; relative paths in it are relative to the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"cameras config {path} is a folder; pass a YAML file like {EXAMPLE}")
     if not path.is_file():
         raise ConfigError(f"cameras config {path} does not exist; write one like {EXAMPLE}")
     try:

@@ -32,6 +32,8 @@ def load_config(path: str | Path | None) -> VidgruConfig:
     if path is None:
         return VidgruConfig()
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file to --config")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config")
     try:

@@ -220,6 +220,8 @@ class EventsConfig(StrictModel):
 
     threshold: float = Field(
         1.5,
+        gt=0,
+        allow_inf_nan=False,
         description="Calibrated score that opens an event. Scores are 0 at the median and 1 at the 99th "
         "percentile of held-out normal frames, so the same value means the same on every camera.",
     )
