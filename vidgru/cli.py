@@ -29,6 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Paragraphs reflow to the terminal's width, instead of keeping the docstrings' line breaks.
+    rich_markup_mode="markdown",
 )
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
@@ -71,6 +73,10 @@ def _handle_errors(fn: F) -> F:
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:
+        # FFmpeg's own lines ("moov atom not found") would come before vidgru's one-line error about the
+        # same file; --verbose keeps them. Set before OpenCV opens a video, and inherited by Ray's workers.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -231,7 +237,7 @@ def analyze(
     peak frame and the box of the region that drove it.
 
     Resumable: run it again with the same --events/--scores and it skips the clips already complete
-    (recorded in <events stem>.manifest), writing every clip's results exactly once.
+    (recorded in a .manifest file beside the events), writing every clip's results exactly once.
 
     Example: vidgru analyze recordings/*.mp4 --model models/cam1 --events events.jsonl --scores scores.csv
     """
@@ -409,7 +415,7 @@ def evaluate(
     event-level precision (events that overlap a labelled range) and recall (labelled ranges that some
     event overlaps) at the model's threshold.
 
-    Labels JSON: {"videos": {"<file stem>": {"frames": 180, "anomalous": [[60, 180]]}}}, with 0-based
+    Labels JSON: `{"videos": {"FILE_STEM": {"frames": 180, "anomalous": [[60, 180]]}}}`, with 0-based
     [start, end) frame ranges; "frames" is optional and checked against what was decoded.
     UCSD Ped2's labels.json has this format.
 
@@ -551,7 +557,7 @@ def deliver(
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config with a 'delivery' section.")],
     events: Annotated[
         Path | None,
-        typer.Option("--events", "-e", help="The run's events JSONL; its outbox is <events>.outbox.sqlite."),
+        typer.Option("--events", "-e", help="The run's events JSONL; its outbox is EVENTS.outbox.sqlite."),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Seconds to keep trying (default: drain_timeout_s).")
@@ -721,7 +727,7 @@ def _review_config(
     sources = [*cfg.events, *(events or [])]
     if not sources:
         raise SourceNotFoundError(
-            "no event files to serve: pass --events FILE (repeatable) or set 'serve.events'"
+            "no event files given: pass --events FILE (repeatable) or set 'serve.events'"
         )
     for source in sources:
         if not source.exists() and not source.parent.is_dir():
@@ -765,8 +771,8 @@ def serve(
     holds the pipeline's vidgru_* metrics when analyze/watch run with the same VIDGRU_METRICS_DIR.
     Event files are read again as they grow, so a running 'vidgru watch' shows up live.
 
-    With VIDGRU_API_TOKEN set, every endpoint but /healthz needs 'Authorization: Bearer <token>'; in a
-    browser, open /?token=<token> once (a cookie keeps it).
+    With VIDGRU_API_TOKEN set, every endpoint but /healthz needs `Authorization: Bearer TOKEN`; in a
+    browser, open `/?token=TOKEN` once (a cookie keeps it).
 
     Example: VIDGRU_API_TOKEN=s3cret vidgru serve --events out/events.jsonl --port 8080
     """
@@ -779,6 +785,13 @@ def serve(
     from vidgru.serve.app import TOKEN_ENV, ServeSettings, create_app
 
     cfg, sources, marks_path = _review_config(config, events, marks)
+    for source in sources:
+        if (
+            not source.exists()
+        ):  # a typo looks the same as a watch run yet to write: say which it is taken for
+            err_console.print(
+                f"note: {source} does not exist yet; it is read once a run writes it", highlight=False
+            )
     host, port = host or cfg.host, port or cfg.port
     try:
         socket.create_server((host, port)).close()
