@@ -55,6 +55,15 @@ def test_help_teaches() -> None:
     assert "vidgru demo" in run_cli("--help").stdout
 
 
+def test_usage_errors_get_one_line() -> None:
+    assert_one_line_error(run_cli("analyze"), 2, "Missing argument 'PATHS'", "see 'vidgru analyze --help'")
+    assert_one_line_error(run_cli("analyze", "x.mp4", "-m", "m", "-t", "abc"), 2, "'--threshold'")
+    assert_one_line_error(run_cli("serve", "--port", "99999"), 2, "'--port'")
+    assert_one_line_error(run_cli("nosuch"), 2, "No such command 'nosuch'", "see 'vidgru --help'")
+    result = run_cli()
+    assert result.returncode == 2 and "Usage: vidgru" in result.stdout  # no command: the help
+
+
 def test_train_writes_a_complete_model_dir(model_dir: Path) -> None:
     for name in ("model.pt", "calibration.json", "config.yaml", "meta.json"):
         assert (model_dir / name).is_file()

@@ -77,10 +77,17 @@ def _setup_logging(verbose: bool) -> None:
         # FFmpeg's own lines ("moov atom not found") would come before vidgru's one-line error about the
         # same file; --verbose keeps them. Set before OpenCV opens a video, and inherited by Ray's workers.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # Rich's handler wraps a long warning over several lines to fit its columns; where stderr is a file or
+    # a pipe (a service's log, CI) each record stays one line.
+    handler: logging.Handler = (
+        RichHandler(console=err_console, show_path=False)
+        if err_console.is_terminal
+        else logging.StreamHandler(sys.stderr)
+    )
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        format="%(message)s" if err_console.is_terminal else "%(levelname)s %(message)s",
+        handlers=[handler],
         force=True,
     )
 
@@ -890,8 +897,35 @@ def _expand_multi_values(argv: list[str]) -> list[str]:
     return out
 
 
+# Typer may ship its own copy of click: its exception classes are reached through typer's public ones.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main() -> None:
-    app(args=_expand_multi_values(sys.argv[1:]), prog_name="vidgru")
+    try:
+        # Not standalone: click's usage errors come back here, to be one line like every other error,
+        # instead of the framework's boxed panel.
+        code = app(args=_expand_multi_values(sys.argv[1:]), prog_name="vidgru", standalone_mode=False)
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError" and err.ctx is not None:
+            help_text = err.ctx.get_help()  # typer's rich help prints itself and returns ""
+            if help_text:
+                out_console.print(help_text, highlight=False)
+            raise SystemExit(2) from None
+        command = err.ctx.command_path if err.ctx is not None else "vidgru"
+        message = " ".join(err.format_message().split()).rstrip(".")
+        err_console.print(
+            f"[bold red]error:[/] {message}; see '{command} --help'", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(2) from None
+    except typer.Abort:
+        err_console.print("[bold red]error:[/] interrupted", highlight=False)
+        raise SystemExit(130) from None
+    except _ClickException as err:
+        err_console.print(f"[bold red]error:[/] {err.format_message()}", highlight=False, soft_wrap=True)
+        raise SystemExit(err.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
