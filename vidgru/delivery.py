@@ -271,7 +271,8 @@ def open_delivery(
                 log.debug("%s: close after a failed start: %s", sink.label, err)
         raise
     delivery = Delivery(cfg, jsonl, outbox, built)
-    if outbox is not None and any(delivery.pending().values()):
+    # For `vidgru deliver` (no events file of its own) sending what is left is the whole job, not news.
+    if outbox is not None and events_jsonl is not None and any(delivery.pending().values()):
         log.warning("outbox %s holds records from an earlier run; sending them first", outbox.path)
     return delivery
 
