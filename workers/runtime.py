@@ -9,6 +9,8 @@ import ray
 from vidgru.config import RayConfig
 from vidgru.errors import VidgruError
 
+log = logging.getLogger(__name__)
+
 
 class RayConnectError(VidgruError):
     exit_code = 8
@@ -47,7 +49,17 @@ def ensure_ray(cfg: RayConfig) -> None:
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, object] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
-        kwargs |= {"num_cpus": cfg.num_cpus or os.cpu_count() or 1, "include_dashboard": False}
+        cores = os.cpu_count() or 1
+        if cfg.num_cpus and cfg.num_cpus > cores:
+            # Ray takes the number on trust and starts a worker per CPU it was told of: more processes than
+            # cores, each importing torch, fighting over the cores.
+            log.warning(
+                "ray.num_cpus is %d but this machine has %d cores: a local Ray runs slower with more workers "
+                "than cores; leave ray.num_cpus unset to use them all",
+                cfg.num_cpus,
+                cores,
+            )
+        kwargs |= {"num_cpus": cfg.num_cpus or cores, "include_dashboard": False}
         for key, value in _LOCAL_RAY_ENV.items():
             os.environ.setdefault(key, value)  # the processes ray.init starts inherit them
     if address is not None:
