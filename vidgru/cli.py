@@ -250,7 +250,9 @@ def analyze(
     """
     _setup_logging(verbose)
     model, cfg = _model_and_config(model_dir, config, address, threshold)
-    results = _run_analysis(paths, model, cfg, events, scores, resume=True, fresh=fresh)
+    from vidgru.sources import discover_clips
+
+    results = _run_analysis(discover_clips(paths), model, cfg, events, scores, resume=True, fresh=fresh)
     _report_decode_problems([r.report for r in results])
 
 
@@ -284,19 +286,22 @@ def _model_and_config(
     if address:
         cfg.ray.address = address
     if threshold is not None:
-        if not 0 < threshold < float("inf"):
-            from vidgru.errors import InputError
+        from pydantic import ValidationError
 
+        from vidgru.errors import InputError
+
+        try:
+            cfg.events.threshold = threshold  # validated as the config key is: a finite number above 0
+        except ValidationError as err:
             raise InputError(
-                f"--threshold {threshold}: give a calibrated score above 0 (1 is the 99th percentile of normal "
-                "frames; the default is 1.5)"
-            )
-        cfg.events.threshold = threshold
+                f"--threshold {threshold}: {err.errors()[0]['msg']}; give a calibrated score above 0 (1 is the "
+                "99th percentile of normal frames; the default is 1.5)"
+            ) from err
     return model, cfg
 
 
 def _run_analysis(
-    paths: Sequence[Path],
+    all_clips: Sequence[Any],
     model: Any,
     cfg: Any,
     events: Path,
@@ -314,7 +319,6 @@ def _run_analysis(
     from vidgru.jobs import analyze_clips
     from vidgru.outputs import ScoresCsv, check_output_file
     from vidgru.resume import RunManifest, manifest_path, run_identity
-    from vidgru.sources import discover_clips
     from workers.pipeline import RayFeaturePipeline
 
     # Before anything is read, cut or wiped (--fresh): outputs that cannot be written stop the run here.
@@ -325,8 +329,7 @@ def _run_analysis(
     # The driver's GRU scoring runs beside the decoders and CNN actors: a second torch thread only contends
     # with them for the cores (measured on 2 cores: about 5% fewer frames/s with two).
     torch.set_num_threads(1)
-    all_clips = discover_clips(paths)
-    clips, manifest = all_clips, None
+    clips, manifest = list(all_clips), None
     if resume:
         settings = {
             "events": cfg.events.model_dump(mode="json"),
@@ -435,7 +438,8 @@ def evaluate(
     from vidgru.sources import discover_clips
 
     truth = load_labels(labels)  # fail on bad labels before any work
-    unlabelled = [clip.name for clip in discover_clips(paths) if clip.name not in truth]
+    clips = discover_clips(paths)
+    unlabelled = [clip.name for clip in clips if clip.name not in truth]
     if unlabelled:
         raise LabelsError(
             f"no labels for {', '.join(unlabelled)} in {labels}; add them to the labels file or leave them out"
@@ -443,7 +447,7 @@ def evaluate(
     if report is not None:
         check_output_folder(report, "--report")
     model, cfg = _model_and_config(model_dir, config, address, threshold)
-    results = _run_analysis(paths, model, cfg, events, scores)
+    results = _run_analysis(clips, model, cfg, events, scores)
     result = evaluate_clips(
         {r.clip.name: r.scores for r in results},
         truth,
@@ -723,10 +727,11 @@ MarksOpt = Annotated[
 
 
 def _review_config(
-    config: Path | None, events: list[Path] | None, marks: Path | None
+    config: Path | None, events: list[Path] | None, marks: Path | None, waiting: bool
 ) -> tuple[Any, list[Path], Path]:
-    """The serve section with the command line's additions; the event sources must exist (a file may be
-    missing while its folder exists: a watch run that has not written yet)."""
+    """The serve section with the command line's additions; the event sources must exist. ``waiting``
+    (serve): a file may be missing while its folder exists, as a watch run's before it writes, and is noted;
+    an export has nothing to wait for."""
     from vidgru.errors import SourceNotFoundError
     from vidgru.serve.marks import default_marks_path
 
@@ -737,11 +742,17 @@ def _review_config(
             "no event files given: pass --events FILE (repeatable) or set 'serve.events'"
         )
     for source in sources:
-        if not source.exists() and not source.parent.is_dir():
+        if source.exists():
+            continue
+        if not (waiting and source.parent.is_dir()):
             raise SourceNotFoundError(
                 f"events path {source} does not exist; pass the --events file (or its folder) of an analyze or "
                 "watch run"
             )
+        # A typo looks the same as a watch run yet to write: say which it is taken for.
+        err_console.print(
+            f"note: {source} does not exist yet; it is read once a run writes it", highlight=False
+        )
     return cfg, sources, marks or cfg.marks or default_marks_path(sources)
 
 
@@ -791,14 +802,7 @@ def serve(
     from vidgru.errors import ConfigError
     from vidgru.serve.app import TOKEN_ENV, ServeSettings, create_app
 
-    cfg, sources, marks_path = _review_config(config, events, marks)
-    for source in sources:
-        if (
-            not source.exists()
-        ):  # a typo looks the same as a watch run yet to write: say which it is taken for
-            err_console.print(
-                f"note: {source} does not exist yet; it is read once a run writes it", highlight=False
-            )
+    cfg, sources, marks_path = _review_config(config, events, marks, waiting=True)
     host, port = host or cfg.host, port or cfg.port
     try:
         socket.create_server((host, port)).close()
@@ -851,16 +855,13 @@ def events_export(
 
     Example: vidgru events export --events out/events.jsonl --format csv --out reviewed.csv
     """
-    from vidgru.errors import InputError, SourceNotFoundError
+    from vidgru.errors import InputError
     from vidgru.outputs import check_output_file
     from vidgru.serve.export import export_events
     from vidgru.serve.marks import ReviewMarks
     from vidgru.serve.store import EventStore
 
-    cfg, sources, marks_path = _review_config(config, events, marks)
-    absent = [source for source in sources if not source.exists()]
-    if absent:  # serve may wait for a file a watch run has yet to write; an export has nothing to wait for
-        raise SourceNotFoundError(f"events file {absent[0]} does not exist; pass the --events file of a run")
+    cfg, sources, marks_path = _review_config(config, events, marks, waiting=False)
     if out is not None:
         check_output_file(out, "--out")
     if (marks or cfg.marks) and not marks_path.is_file():

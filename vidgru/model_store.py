@@ -51,14 +51,14 @@ def vidgru_version() -> str:
 def check_model_out(out: Path) -> None:
     """Before training: ``out`` can become the model directory. A folder that holds other files and no model
     is refused, since saving replaces the whole folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder path for the model")
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
         raise InputError(
             f"--out {out} holds other files and no vidgru model; give a new or empty folder "
             "(saving a model replaces the whole folder)"
         )
     check_output_parent(out, "--out")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder path for the model")
 
 
 def save_model(model: TrainedModel, out: str | Path) -> str:
