@@ -10,7 +10,9 @@ Example::
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,58 +168,81 @@ def analyze_clips(
 ) -> Iterator[ClipResult]:
     """Each clip's result once its events went to ``sinks`` and its scores to ``scores_csv`` (flushed), in
     the order of ``clips``. ``frame_counts``: the clips' frame counts, when already probed."""
-    model_id = str(model.meta.get("model_id", "unknown"))
-    grid = model.config.motion.grid
     tampering_on = (tampering or model.config.tampering).enabled
     tamper = model.tamper if tampering_on else None
     background = model.background if model.behaviour is not None or model.tracks is not None else None
     runs = pipeline.run(clips, on_frames=on_frames, tamper=tamper, frames=frame_counts, background=background)
-    for features in runs:
-        name, frames = features.clip.name, features.n_frames
-        telemetry.frames_decoded(name, frames)
-        with telemetry.inference_timer("gru", frames):
-            scored = score_clip(features, model)
-        raw, scores, cells = scored.raw, scored.scores, scored.cells
-        telemetry.frames_analysed(name, frames)
-        events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
-        peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
-        stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}
-        clips_written: dict[str, str] = {}
-        if thumbnails is not None and events_cfg.clip_seconds > 0:
-            spans = {
-                e.id: clip_span(e.start_frame, e.end_frame, features.fps, events_cfg.clip_seconds)
-                for e in events
-            }
-            out = {e.id: thumbnails / f"{stems[e.id]}.mp4" for e in events}
-            clips_written = write_event_clips(features.clip, features.fps, spans, out)
-        for event in events:
-            event.extra["reason"] = (
-                "time_pattern"
-                if scored.from_behaviour[event.peak_frame]
-                else peak_reason(
-                    model.temporal, model.descriptors, features, event.peak_frame, event.peak_cell
-                )
-            )
-            frame = peaks.get(event.peak_frame)
-            if frame is not None:
-                event.box = cell_box(event.peak_cell, grid, frame.shape)
-                if scored.boxes is not None and not np.isnan(scored.boxes[event.peak_frame]).any():
-                    event.box = track_box(scored.boxes[event.peak_frame], frame.shape)
-                if thumbnails is not None and events_cfg.thumbnails:
-                    event.thumbnail = save_thumbnail(frame, event.box, thumbnails / f"{stems[event.id]}.jpg")
-            if event.id in clips_written:
-                event.extra["clip"] = clips_written[event.id]
-            event.extra["timeline"] = build_timeline(
-                scores, event.start_frame, event.end_frame, features.fps, detector_clock(features.fps)
-            )
-            for sink in sinks:
-                sink.emit(event.to_record("end"))
-        # A recording's tampering is reported once per episode, when it is known to have ended.
-        tampering = [change.episode for change in features.tamper if change.type == "end"]
-        for episode in tampering:
-            record = tamper_record(name, episode, detector_clock(features.fps))
-            for sink in sinks:
-                sink.emit(record)
-        if scores_csv is not None:
-            scores_csv.write_clip(features.clip.name, features.fps, scores)
-        yield ClipResult(features.clip, features.fps, raw, scores, cells, events, features.report, tampering)
+
+    def scored(features: ClipFeatures) -> ClipScores:
+        with telemetry.inference_timer("gru", features.n_frames):
+            return score_clip(features, model)
+
+    # A clip is scored in a thread while the pipeline's loop (which hands decoded batches to the CNN
+    # actors) waits for the next one: scoring a clip with tracks takes long enough (DeepSORT, in Python)
+    # that the actors would otherwise sit idle through it. Results still come out in the clips' order.
+    with ThreadPoolExecutor(1, thread_name_prefix="vidgru-score") as pool:
+        queue: deque[tuple[ClipFeatures, Future[ClipScores]]] = deque()
+        for features in runs:
+            telemetry.frames_decoded(features.clip.name, features.n_frames)
+            queue.append((features, pool.submit(scored, features)))
+            if len(queue) > 1:
+                yield _finish_clip(*queue.popleft(), model, events_cfg, sinks, scores_csv, thumbnails)
+        while queue:
+            yield _finish_clip(*queue.popleft(), model, events_cfg, sinks, scores_csv, thumbnails)
+
+
+def _finish_clip(
+    features: ClipFeatures,
+    scoring: Future[ClipScores],
+    model: TrainedModel,
+    events_cfg: EventsConfig,
+    sinks: Sequence[Sink],
+    scores_csv: ScoresCsv | None,
+    thumbnails: Path | None,
+) -> ClipResult:
+    """A scored clip's events, thumbnails and scores, sent to ``sinks`` and ``scores_csv``."""
+    model_id = str(model.meta.get("model_id", "unknown"))
+    grid = model.config.motion.grid
+    name, frames = features.clip.name, features.n_frames
+    scored = scoring.result()
+    raw, scores, cells = scored.raw, scored.scores, scored.cells
+    telemetry.frames_analysed(name, frames)
+    events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
+    peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
+    stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}
+    clips_written: dict[str, str] = {}
+    if thumbnails is not None and events_cfg.clip_seconds > 0:
+        spans = {
+            e.id: clip_span(e.start_frame, e.end_frame, features.fps, events_cfg.clip_seconds) for e in events
+        }
+        out = {e.id: thumbnails / f"{stems[e.id]}.mp4" for e in events}
+        clips_written = write_event_clips(features.clip, features.fps, spans, out)
+    for event in events:
+        event.extra["reason"] = (
+            "time_pattern"
+            if scored.from_behaviour[event.peak_frame]
+            else peak_reason(model.temporal, model.descriptors, features, event.peak_frame, event.peak_cell)
+        )
+        frame = peaks.get(event.peak_frame)
+        if frame is not None:
+            event.box = cell_box(event.peak_cell, grid, frame.shape)
+            if scored.boxes is not None and not np.isnan(scored.boxes[event.peak_frame]).any():
+                event.box = track_box(scored.boxes[event.peak_frame], frame.shape)
+            if thumbnails is not None and events_cfg.thumbnails:
+                event.thumbnail = save_thumbnail(frame, event.box, thumbnails / f"{stems[event.id]}.jpg")
+        if event.id in clips_written:
+            event.extra["clip"] = clips_written[event.id]
+        event.extra["timeline"] = build_timeline(
+            scores, event.start_frame, event.end_frame, features.fps, detector_clock(features.fps)
+        )
+        for sink in sinks:
+            sink.emit(event.to_record("end"))
+    # A recording's tampering is reported once per episode, when it is known to have ended.
+    tampering = [change.episode for change in features.tamper if change.type == "end"]
+    for episode in tampering:
+        record = tamper_record(name, episode, detector_clock(features.fps))
+        for sink in sinks:
+            sink.emit(record)
+    if scores_csv is not None:
+        scores_csv.write_clip(features.clip.name, features.fps, scores)
+    return ClipResult(features.clip, features.fps, raw, scores, cells, events, features.report, tampering)
