@@ -1,0 +1,216 @@
+"""The per-track behaviour GRU alone, on the footage of ``benchmarks/temporal.py``: a fast loop for design work.
+
+``temporal.py`` trains and runs whole models through the CLI (about 30 minutes on 2 cores). This script
+caches each clip's blobs once (``vidgru.tracks.detect`` against the empty scene fitted as ``vidgru train``
+fits it) and then, in about two minutes a run, tracks them, trains the track GRU with
+``vidgru.track_training.fit_tracks``, calibrates it and turns its scores into events as ``vidgru analyze``
+does (``behaviour.floor``, ``behaviour.min_run_s``, the events config), from the track model alone. With
+the default config it gives the same episodes and false alarms as ``temporal.py``'s full model, which on
+that footage raises only track-model events.
+
+It measures two things ``temporal.py`` cannot afford to repeat:
+
+- ``--train-seed N``: the same footage and design with the GRUs initialised and shuffled from another seed
+  (``temporal.seed``): how much of a result is the draw;
+- ``--folds K``: calibration without the leak of the default one. ``vidgru train`` calibrates the track
+  model on the last 20% of each training clip, but a track crossing that split was trained on in its
+  first part, and the GRU remembers tracks. Here K GRUs are each trained on the clips of all folds but
+  one (whole clips), their logits averaged, and the calibration is every training clip scored by the GRU
+  that did not see it; events need the raw logit at ``--bar`` times that calibration's 99th percentile
+  (measured from its median). This is not what ``vidgru train`` does.
+
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --train-seed 1
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --folds 3 --bar 1.0
+
+``--work`` takes the folder ``temporal.py`` uses (its footage is reused, or made with the same seeds and
+sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import pickle
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from temporal import FPS, Detection, footage, load_ranges, score
+
+from vidgru.behaviour import frame_logits, step_stride
+from vidgru.config import VidgruConfig
+from vidgru.jobs import detect_events, sustained
+from vidgru.occupancy import SceneBackground, fit_background
+from vidgru.scoring import Calibration
+from vidgru.track_model import TrackModel
+from vidgru.track_training import fit_tracks
+from vidgru.tracks import TrackSequence, clip_tracks, detect
+
+ROLES = ("train/normal", "eval/normal", "eval/test")
+Key = tuple[str, str]  # (role, clip stem)
+
+
+def frames(path: Path) -> Iterator[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()
+
+
+def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray]]:
+    """Each clip's blobs per frame, against the background ``vidgru train`` would fit (cached in ``work``)."""
+    cache = work / "blobs.pkl"
+    if cache.is_file():
+        with cache.open("rb") as f:
+            return pickle.load(f)
+    started = time.monotonic()
+    train = sorted((work / ROLES[0]).glob("*.mp4"))
+    background: SceneBackground = fit_background(
+        (frames(p) for p in train), cfg.behaviour.background_size, cfg.temporal.seed
+    )
+    blobs = {
+        (role, p.stem): [detect(f, background) for f in frames(p)]
+        for role in ROLES
+        for p in sorted((work / role).glob("*.mp4"))
+    }
+    with cache.open("wb") as f:
+        pickle.dump(blobs, f)
+    print(f"blobs cached in {time.monotonic() - started:.0f} s -> {cache}")
+    return blobs
+
+
+class Averaged:
+    """Several track models' logits averaged, scored as :class:`TrackModel` scores one."""
+
+    def __init__(self, models: Sequence[TrackModel]) -> None:
+        self.models = list(models)
+
+    def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
+        each = [m.score_tracks(tracks) for m in self.models]
+        return [np.mean([e[i] for e in each], axis=0) for i in range(len(tracks))]
+
+    def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        return TrackModel.clip_logits(self, tracks, n_steps)  # type: ignore[arg-type]
+
+
+def frame_track_logits(
+    model: TrackModel | Averaged, tracks: Sequence[TrackSequence], n: int, stride: int
+) -> np.ndarray:
+    best, _ = model.clip_logits(tracks, n // stride)
+    return frame_logits(best[:, None], n, stride)[:, 0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, required=True, help="temporal.py's folder (footage, blob cache)")
+    parser.add_argument("--seed", type=int, default=1, help="training footage seed; evaluation uses seed + 1")
+    parser.add_argument("--train-seed", type=int, default=0, help="temporal.seed: the GRUs' initialisation")
+    parser.add_argument("--folds", type=int, default=0, help="K > 1: leak-free calibration over K folds")
+    parser.add_argument("--bar", type=float, default=1.0, help="with --folds: events from this many q99s")
+    args = parser.parse_args()
+    if args.folds == 1:
+        parser.error("--folds needs at least 2 folds (0: calibrate as vidgru train does)")
+    sizes = argparse.Namespace(
+        seed=args.seed,
+        train_clips=10,
+        train_seconds=60.0,
+        normal_minutes=10.0,
+        episodes_per_kind=10,
+        clip_seconds=(70.0, 90.0),
+    )
+    args.work.mkdir(parents=True, exist_ok=True)
+    footage(sizes, args.work)
+    cfg = VidgruConfig()
+    cfg.behaviour.enabled = True
+    blobs = cached_blobs(args.work, cfg)  # the background of the default seed, whatever --train-seed says
+    cfg.temporal.seed = args.train_seed
+    stride = step_stride(FPS, cfg.behaviour.step_s)
+    started = time.process_time()
+    tracks = {key: clip_tracks(b, stride, FPS) for key, b in blobs.items()}
+    n_frames = sum(len(b) for b in blobs.values())
+    print(f"tracked {n_frames} frames at {1000 * (time.process_time() - started) / n_frames:.2f} ms a frame")
+    train = [k for k in blobs if k[0] == ROLES[0]]
+
+    model: TrackModel | Averaged
+    if args.folds:
+        one = copy.deepcopy(cfg.behaviour)
+        one.ensemble = 1
+        fold_models = [
+            fit_tracks(
+                [tracks[k] for i, k in enumerate(train) if i % args.folds != fold],
+                stride / FPS,
+                one,
+                args.train_seed * 10 + fold,
+            )[0]
+            for fold in range(args.folds)
+        ]
+        model = Averaged(fold_models)
+        raw = np.concatenate(
+            [
+                frame_track_logits(Averaged([fold_models[i % args.folds]]), tracks[k], len(blobs[k]), stride)
+                for i, k in enumerate(train)
+            ]
+        )
+        fitted = Calibration.fit(raw[np.isfinite(raw)])
+        # The floor sits at --bar times the 99th percentile's distance from the median.
+        level = fitted.median + args.bar * (fitted.q99 - fitted.median)
+        calibration = Calibration(
+            level - cfg.behaviour.floor, level - cfg.behaviour.floor + 1.0, fitted.frames
+        )
+    else:
+        # As vidgru train does (vidgru.training._fit_tracks): heads train, tails calibrate.
+        splits = {k: max(1, round(len(blobs[k]) * (1 - cfg.temporal.holdout_fraction))) for k in train}
+        heads = [clip_tracks(blobs[k][: splits[k]], stride, FPS) for k in train]
+        model = fit_tracks(heads, stride / FPS, cfg.behaviour, cfg.temporal.seed)[0]
+        raw = np.concatenate(
+            [frame_track_logits(model, tracks[k], len(blobs[k]), stride)[splits[k] :] for k in train]
+        )
+        fitted = calibration = Calibration.fit(raw[np.isfinite(raw)])
+    print(
+        f"calibration: median {fitted.median:.2f}, 99th percentile {fitted.q99:.2f} over {fitted.frames} frames"
+    )
+
+    found: list[Detection] = []
+    min_run = round(cfg.behaviour.min_run_s * FPS)
+    held_out_logits = []
+    for key in blobs:
+        if key[0] == ROLES[0]:
+            continue
+        logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
+        if key[0] == ROLES[1]:
+            held_out_logits.append(logits)
+        scores = calibration(logits)
+        on = scores >= cfg.behaviour.floor
+        on &= sustained(on, min_run)
+        counted = np.where(on, scores, 0).astype(np.float32)
+        cells = np.zeros(len(counted), np.int64)
+        for event in detect_events(key[1], counted, cells, FPS, cfg.events, "track-model"):
+            found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern"))
+    held_out = np.concatenate(held_out_logits)
+    held_out = held_out[np.isfinite(held_out)]
+    q99, top = np.quantile(held_out, 0.99), held_out.max()
+    print(f"held-out normal clips' logits: 99th percentile {q99:.2f}, highest {top:.2f}")
+    ranges, clip_frames = load_ranges(args.work / "eval")
+    result = score(found, ranges, clip_frames)
+    false = len(result.false_alarms)
+    kinds = ", ".join(f"{kind} {k.detected}/{k.episodes}" for kind, k in result.kinds.items())
+    print(
+        f"{kinds}; false alarms {false} ({result.per_hour(false, result.normal_frames):.1f}/h), "
+        f"{result.heldout_false_alarms} on held-out normal clips"
+    )
+    for d in result.false_alarms:
+        print(f"  false alarm: {d.clip} frames {d.start}-{d.end}")
+
+
+if __name__ == "__main__":
+    main()
