@@ -46,7 +46,7 @@ from vidgru.jobs import detect_events, sustained
 from vidgru.occupancy import SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.track_model import TrackModel
-from vidgru.track_training import fit_tracks
+from vidgru.track_training import fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
 
 ROLES = ("train/normal", "eval/normal", "eval/test")
@@ -115,11 +115,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="temporal.py's folder (footage, blob cache)")
     parser.add_argument("--seed", type=int, default=1, help="training footage seed; evaluation uses seed + 1")
     parser.add_argument("--train-seed", type=int, default=0, help="temporal.seed: the GRUs' initialisation")
-    parser.add_argument("--folds", type=int, default=0, help="K > 1: leak-free calibration over K folds")
+    parser.add_argument(
+        "--folds", type=int, default=3, help="GRUs on K folds, calibrated on unseen clips (0: on the tails)"
+    )
+    parser.add_argument(
+        "--separate", action="store_true", help="with --folds: K separate one-GRU fits (the first experiment)"
+    )
     parser.add_argument("--bar", type=float, default=1.0, help="with --folds: events from this many q99s")
     args = parser.parse_args()
     if args.folds == 1:
-        parser.error("--folds needs at least 2 folds (0: calibrate as vidgru train does)")
+        parser.error("--folds needs at least 2 folds (0: calibrate on the tails, as vidgru train once did)")
     sizes = argparse.Namespace(
         seed=args.seed,
         train_clips=10,
@@ -142,7 +147,7 @@ def main() -> None:
     train = [k for k in blobs if k[0] == ROLES[0]]
 
     model: TrackModel | Averaged
-    if args.folds:
+    if args.folds and args.separate:
         one = copy.deepcopy(cfg.behaviour)
         one.ensemble = 1
         fold_models = [
@@ -161,21 +166,29 @@ def main() -> None:
                 for i, k in enumerate(train)
             ]
         )
-        fitted = Calibration.fit(raw[np.isfinite(raw)])
-        # The floor sits at --bar times the 99th percentile's distance from the median.
-        level = fitted.median + args.bar * (fitted.q99 - fitted.median)
-        calibration = Calibration(
-            level - cfg.behaviour.floor, level - cfg.behaviour.floor + 1.0, fitted.frames
+    elif args.folds:
+        # As vidgru train does (vidgru.training._fit_tracks) with at least as many clips as GRUs.
+        clips = [tracks[k] for k in train]
+        model = fit_tracks(clips, stride / FPS, cfg.behaviour, cfg.temporal.seed, folds=args.folds)[0]
+        raw = np.concatenate(
+            [
+                frame_track_logits(unseen_by(model, i, args.folds), tracks[k], len(blobs[k]), stride)
+                for i, k in enumerate(train)
+            ]
         )
     else:
-        # As vidgru train does (vidgru.training._fit_tracks): heads train, tails calibrate.
+        # As vidgru train did before 2026-11-30's eighth session: heads train, tails calibrate.
         splits = {k: max(1, round(len(blobs[k]) * (1 - cfg.temporal.holdout_fraction))) for k in train}
         heads = [clip_tracks(blobs[k][: splits[k]], stride, FPS) for k in train]
         model = fit_tracks(heads, stride / FPS, cfg.behaviour, cfg.temporal.seed)[0]
         raw = np.concatenate(
             [frame_track_logits(model, tracks[k], len(blobs[k]), stride)[splits[k] :] for k in train]
         )
-        fitted = calibration = Calibration.fit(raw[np.isfinite(raw)])
+    fitted = Calibration.fit(raw[np.isfinite(raw)])
+    # With folds, events start at --bar times the 99th percentile's distance from the median (vidgru train:
+    # 1.0, its 99th percentile at the floor); on the tails, the 99th percentile at 1.0, as before.
+    at = cfg.behaviour.floor / args.bar if args.folds else 1.0
+    calibration = Calibration(fitted.median, fitted.q99, fitted.frames, at)
     print(
         f"calibration: median {fitted.median:.2f}, 99th percentile {fitted.q99:.2f} over {fitted.frames} frames"
     )

@@ -157,6 +157,10 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     run_cli("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model), "--memory", "0")
     loaded = load_model(model)
     assert loaded.behaviour is None and loaded.tracks is not None
+    # Four clips for three GRUs: trained on folds, calibrated on clips each GRU had not seen.
+    assert loaded.meta["tracks_folds"] == 3
+    assert loaded.tracks_calibration is not None
+    assert loaded.tracks_calibration.at_q99 == loaded.config.behaviour.floor
     events = tmp_path / "events.jsonl"
     analyze_loiter(behaviour_footage, model, tmp_path)
     start, end = json.loads((root / "label.json").read_text())

@@ -8,8 +8,25 @@ import pytest
 from vidgru.config import BehaviourConfig
 from vidgru.occupancy import SceneBackground
 from vidgru.track_model import TrackModel, TrackScorer
-from vidgru.track_training import IGNORE, SLOW, back_and_forth, hold, longest_normal_stop, stop_and_go
-from vidgru.tracks import N_TRACK, TRACK_FEATURES, box_cells, clip_tracks, detect, quick_kalman
+from vidgru.track_training import (
+    IGNORE,
+    SLOW,
+    back_and_forth,
+    fit_tracks,
+    hold,
+    longest_normal_stop,
+    stop_and_go,
+    unseen_by,
+)
+from vidgru.tracks import (
+    N_TRACK,
+    TRACK_FEATURES,
+    TrackSequence,
+    box_cells,
+    clip_tracks,
+    detect,
+    quick_kalman,
+)
 
 _SPEED = TRACK_FEATURES.index("speed")
 _VX = TRACK_FEATURES.index("vx")
@@ -143,3 +160,22 @@ def test_edits_label_only_what_outlasts_or_repeats() -> None:
     assert (stopped.labels[:17] == 0).all()  # through the first stop: people stop once
     assert (stopped.labels[third_stop : third_stop + 4] == 1).all()
     assert stopped.features[third_stop : third_stop + 4, _SPEED].mean() < SLOW
+
+
+def test_fold_training_leaves_every_clip_unseen_by_one_gru() -> None:
+    rng = np.random.default_rng(0)
+    clips = [
+        [TrackSequence(t, np.arange(40), _walk(40, rng), np.zeros((40, 4), np.float32)) for t in range(3)]
+        for _ in range(4)
+    ]
+    cfg = BehaviourConfig(enabled=True, ensemble=3, track_epochs=1, hidden=8)
+    model, meta = fit_tracks(clips, 0.5, cfg, seed=0, folds=3)
+    assert meta["tracks_folds"] == 3 and len(model.nets) == 3
+    # GRU i learnt from every clip but those at i, i + 3, ...: clip j is scored by GRU j % 3 alone.
+    for j in range(4):
+        assert unseen_by(model, j, 3).nets == [model.nets[j % 3]]
+    # The GRUs differ by what they learnt from, not only by their seeds: one fit per fold gives other logits
+    # than one fit of all clips.
+    whole, _ = fit_tracks(clips, 0.5, cfg, seed=0)
+    track = clips[0][:1]
+    assert not np.allclose(model.score_tracks(track)[0], whole.score_tracks(track)[0])

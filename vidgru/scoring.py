@@ -26,17 +26,20 @@ def frame_scores(cell_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Calibration:
+    """Raw scores -> calibrated: 0 at the normal footage's median, ``at_q99`` at its 99th percentile."""
+
     median: float
     q99: float
     frames: int
+    at_q99: float = 1.0
 
     @classmethod
-    def fit(cls, raw: np.ndarray) -> Calibration:
+    def fit(cls, raw: np.ndarray, at_q99: float = 1.0) -> Calibration:
         median, q99 = np.quantile(raw, [0.5, 0.99])
-        return cls(float(median), float(max(q99, median + 1e-6)), len(raw))
+        return cls(float(median), float(max(q99, median + 1e-6)), len(raw), at_q99)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return ((raw - self.median) / (self.q99 - self.median)).astype(np.float32)
+        return (self.at_q99 * (raw - self.median) / (self.q99 - self.median)).astype(np.float32)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)

@@ -158,12 +158,60 @@ def fit_tracks(
     cfg: BehaviourConfig,
     seed: int,
     progress: Progress | None = None,
+    folds: int = 1,
 ) -> tuple[TrackModel, dict[str, object]]:
-    """``clips``: each normal clip's tracks (:func:`vidgru.tracks.clip_tracks`)."""
+    """``clips``: each normal clip's tracks (:func:`vidgru.tracks.clip_tracks`). With ``folds`` K > 1, the
+    ensemble's GRU ``i`` learns from every clip but those with ``index % K == i % K``, each fold's edits
+    measured against its own clips, so that every clip is one that some GRUs have not seen
+    (:func:`unseen_by`): what calibrating on normal footage the model does not know needs."""
     rng = np.random.default_rng(seed + 91)
     normal = [t.features for tracks in clips for t in tracks if len(t.features) >= 2]
     if not normal:
         raise ValueError("no tracks in the normal footage: nothing moved against the fitted background")
+    sets = (
+        [clips] if folds <= 1 else [[c for j, c in enumerate(clips) if j % folds != f] for f in range(folds)]
+    )
+    built = [_training_items(s, step_s, cfg, rng) for s in sets]
+    flat = np.concatenate([e.features for items, _ in built for e in items])
+    model = TrackModel.build(
+        cfg.hidden, cfg.ensemble, cfg.memory, flat.mean(0), np.maximum(flat.std(0), 1e-3), seed
+    )
+    data = [_padded(items, model, cfg.memory) for items, _ in built]
+    positives = sum(int((y == 1).sum()) for _, y in data)
+    stop = longest_normal_stop(normal)
+    log.info(
+        "track behaviour: %d tracks, %d sequences, %d positive steps, normal stops up to %d steps of %.1f s%s",
+        len(normal),
+        sum(len(items) for items, _ in built),
+        positives,
+        stop,
+        step_s,
+        f", {folds} folds" if folds > 1 else "",
+    )
+    _train(model, [data[i % len(data)] for i in range(len(model.nets))], cfg, seed, progress)
+    meta: dict[str, object] = {
+        "tracks_longest_normal_stop_s": round(stop * step_s, 1),
+        "tracks_positive_steps": positives,
+        "tracks_folds": max(1, folds),
+    }
+    return model, meta
+
+
+def unseen_by(model: TrackModel, clip: int, folds: int) -> TrackModel:
+    """The part of a model fitted with ``folds`` that did not learn from training clip ``clip``."""
+    nets = [net for i, net in enumerate(model.nets) if i % folds == clip % folds]
+    return TrackModel(nets, model.mean, model.std, model.memory)
+
+
+def _training_items(
+    clips: Sequence[Sequence[TrackSequence]], step_s: float, cfg: BehaviourConfig, rng: np.random.Generator
+) -> tuple[list[EditedTrack], int]:
+    """The normal tracks of ``clips``, chains of them, and their edits; and the longest normal stop."""
+    normal = [t.features for tracks in clips for t in tracks if len(t.features) >= 2]
+    if not normal:
+        raise ValueError(
+            "no tracks in some of the normal footage: nothing moved against the fitted background"
+        )
     stop = longest_normal_stop(normal)
     per_track = max(3, round(cfg.edits * len(clips) / len(normal)))
     # Edited tracks are longer than normal ones; chains of normal tracks (one walks on as the next) keep
@@ -175,23 +223,7 @@ def fit_tracks(
     items = [EditedTrack(f, np.zeros(len(f), np.float32)) for f in normal + chains]
     for f in normal + chains:
         items += make_edits(f, per_track, stop, step_s, rng)
-    flat = np.concatenate([e.features for e in items])
-    model = TrackModel.build(
-        cfg.hidden, cfg.ensemble, cfg.memory, flat.mean(0), np.maximum(flat.std(0), 1e-3), seed
-    )
-    x, y = _padded(items, model, cfg.memory)
-    positives = int((y == 1).sum())
-    log.info(
-        "track behaviour: %d tracks, %d sequences, %d positive steps, normal stops up to %d steps of %.1f s",
-        len(normal),
-        len(items),
-        positives,
-        stop,
-        step_s,
-    )
-    _train(model, x, y, cfg, seed, progress)
-    meta = {"tracks_longest_normal_stop_s": round(stop * step_s, 1), "tracks_positive_steps": positives}
-    return model, meta
+    return items, stop
 
 
 def _padded(
@@ -218,17 +250,17 @@ def _padded(
 
 def _train(
     model: TrackModel,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: Sequence[tuple[torch.Tensor, torch.Tensor]],
     cfg: BehaviourConfig,
     seed: int,
     progress: Progress | None,
 ) -> None:
-    loss_fn = balanced_bce([y])
+    """Net ``i`` of the ensemble learns from ``data[i]``: its sequences ``(N, S, F)`` and labels."""
+    loss_fn = balanced_bce([y for _, y in data])
     batch = 64 if not cfg.memory else 8192
-    per_epoch = (len(x) + batch - 1) // batch
-    total, done = per_epoch * cfg.track_epochs * len(model.nets), 0
-    for i, net in enumerate(model.nets):
+    total = sum((len(x) + batch - 1) // batch for x, _ in data) * cfg.track_epochs
+    done = 0
+    for i, (net, (x, y)) in enumerate(zip(model.nets, data, strict=True)):
         gen = torch.Generator().manual_seed(seed * 1000 + 700 + i)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
