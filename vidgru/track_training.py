@@ -162,8 +162,8 @@ def fit_tracks(
 ) -> tuple[TrackModel, dict[str, object]]:
     """``clips``: each normal clip's tracks (:func:`vidgru.tracks.clip_tracks`). With ``folds`` K > 1, the
     ensemble's GRU ``i`` learns from every clip but those with ``index % K == i % K``, each fold's edits
-    measured against its own clips, so that every clip is one that some GRUs have not seen
-    (:func:`unseen_by`): what calibrating on normal footage the model does not know needs."""
+    measured against its own clips, so that every clip can be scored by GRUs that have not seen it
+    (:func:`unseen_by`): a calibration on normal footage that is new to the model."""
     rng = np.random.default_rng(seed + 91)
     normal = [t.features for tracks in clips for t in tracks if len(t.features) >= 2]
     if not normal:

@@ -279,7 +279,7 @@ def _fit_tracks(
     track model raises an event above what one frame in a hundred of unseen normal footage reaches. (Held-out
     tails of the training clips, as the other models use, do not do here: a track that crosses into the
     tail was learnt in its first part, and the GRU remembers tracks. On generated scenes the tails'
-    99th percentile sat 2-4 logits under that of normal clips it had not seen.) With fewer clips, the heads
+    99th percentile sat 2-5 logits under that of normal clips it had not seen.) With fewer clips, the heads
     train and the tails calibrate as for the other models."""
     cfg, fps = model.config, clips[0].fps
     stride = step_stride(fps, cfg.behaviour.step_s)
