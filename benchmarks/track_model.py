@@ -1,27 +1,29 @@
 """The per-track behaviour GRU alone, on the footage of ``benchmarks/temporal.py``: a fast loop for design work.
 
-``temporal.py`` trains and runs whole models through the CLI (about 30 minutes on 2 cores). This script
+``temporal.py`` trains and runs whole models through the CLI (about 10 minutes on 2 cores). This script
 caches each clip's blobs once (``vidgru.tracks.detect`` against the empty scene fitted as ``vidgru train``
-fits it) and then, in about two minutes a run, tracks them, trains the track GRU with
-``vidgru.track_training.fit_tracks``, calibrates it and turns its scores into events as ``vidgru analyze``
-does (``behaviour.floor``, ``behaviour.min_run_s``, the events config), from the track model alone. With
-the default config it gives the same episodes and false alarms as ``temporal.py``'s full model, which on
-that footage raises only track-model events.
+fits it) and then, in about a minute a run, tracks them, trains the track GRUs with
+``vidgru.track_training.fit_tracks``, calibrates them as ``vidgru train`` does and turns their scores into
+events as ``vidgru analyze`` does (``behaviour.floor``, ``behaviour.min_run_s``, the events config), from
+the track model alone. On that footage ``temporal.py``'s full model raises only track-model events, and
+this script gives the same episodes and false alarms.
 
-It measures two things ``temporal.py`` cannot afford to repeat:
+It measures what ``temporal.py`` cannot afford to repeat:
 
 - ``--train-seed N``: the same footage and design with the GRUs initialised and shuffled from another seed
   (``temporal.seed``): how much of a result is the draw;
-- ``--folds K``: calibration without the leak of the default one. ``vidgru train`` calibrates the track
-  model on the last 20% of each training clip, but a track crossing that split was trained on in its
-  first part, and the GRU remembers tracks. Here K GRUs are each trained on the clips of all folds but
-  one (whole clips), their logits averaged, and the calibration is every training clip scored by the GRU
-  that did not see it; events need the raw logit at ``--bar`` times that calibration's 99th percentile
-  (measured from its median). This is not what ``vidgru train`` does.
+- ``--folds K`` (default 3, as ``vidgru train`` with 3 GRUs and at least 3 clips): GRU ``i`` learns from
+  all clips but fold ``i``, every training clip is scored by the GRU that did not see it, and events need
+  the raw logit at ``--bar`` times that calibration's 99th percentile (measured from its median; ``vidgru
+  train``: 1);
+- ``--folds 0``: the calibration ``vidgru train`` had before 2026-11-30's eighth session: GRUs trained on
+  the first 80% of each clip, calibrated on the last 20%. That leaks: a track crossing the split was
+  learnt in its first part, and the GRU remembers tracks;
+- ``--separate``: with ``--folds``, K separate fits of one GRU each (the experiment that found the leak).
 
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --train-seed 1
-    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --folds 3 --bar 1.0
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --folds 0
 
 ``--work`` takes the folder ``temporal.py`` uses (its footage is reused, or made with the same seeds and
 sizes).
