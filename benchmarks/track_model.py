@@ -38,15 +38,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 from temporal import FPS, Detection, footage, load_ranges, score
 
-from vidgru.behaviour import frame_logits, step_stride
+from vidgru.behaviour import step_stride
 from vidgru.config import VidgruConfig
+from vidgru.decode import FrameReader
 from vidgru.jobs import detect_events, sustained
 from vidgru.occupancy import SceneBackground, fit_background
 from vidgru.scoring import Calibration
+from vidgru.sources import discover_clips
 from vidgru.track_model import TrackModel
 from vidgru.track_training import fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
@@ -56,15 +57,7 @@ Key = tuple[str, str]  # (role, clip stem)
 
 
 def frames(path: Path) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()
+    return (frame for _, frame in FrameReader(discover_clips([path])[0]))
 
 
 def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray]]:
@@ -102,12 +95,17 @@ class Averaged:
     def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         return TrackModel.clip_logits(self, tracks, n_steps)  # type: ignore[arg-type]
 
+    def frame_logits(
+        self, tracks: Sequence[TrackSequence], n: int, stride: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return TrackModel.frame_logits(self, tracks, n, stride)  # type: ignore[arg-type]
+
 
 def frame_track_logits(
     model: TrackModel | Averaged, tracks: Sequence[TrackSequence], n: int, stride: int
 ) -> np.ndarray:
-    best, _ = model.clip_logits(tracks, n // stride)
-    return frame_logits(best[:, None], n, stride)[:, 0]
+    """``(n,)``: each frame's highest track logit, as ``vidgru analyze`` scores a clip."""
+    return model.frame_logits(tracks, n, stride)[0]
 
 
 def main() -> None:

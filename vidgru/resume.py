@@ -232,11 +232,11 @@ class RunManifest:
 def _refuse_foreign(events: Path, scores: Path | None, manifest: Path) -> None:
     """Outputs that hold data but no record of a resumable run (another tool's file, an events file that
     ``vidgru watch`` or ``vidgru evaluate`` wrote) are not overwritten unless the user says so."""
+    # A run stopped between writing the scores' header and the manifest's leaves just the header.
+    header = ",".join(SCORES_HEADER).encode()
     for path, option in ((events, "--events"), (scores, "--scores")):
         if path is None or not path.is_file() or path.stat().st_size == 0:
             continue
-        # A run stopped between writing the scores' header and the manifest's leaves just the header.
-        header = ",".join(SCORES_HEADER).encode()
         if path == scores and path.stat().st_size <= len(header) + 2 and path.read_bytes().strip() == header:
             continue
         raise ResumeError(

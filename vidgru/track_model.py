@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidgru.behaviour import frame_logits
 from vidgru.tracks import N_TRACK, TrackSequence, TrackStep, TrackStepper, box_cells
 
 
@@ -109,6 +110,17 @@ class TrackModel:
             best[steps[higher]] = logits[higher]
             boxes[steps[higher]] = track.boxes[inside][higher]
         return best, boxes
+
+    def frame_logits(
+        self, tracks: Sequence[TrackSequence], n_frames: int, stride: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`clip_logits` per frame: each frame's highest logit among the tracks of the last step
+        complete at it (-inf where there is none) ``(n_frames,)``, and that track's box ``(n_frames, 4)``."""
+        best, boxes = self.clip_logits(tracks, n_frames // stride)
+        done = (np.arange(n_frames) + 1) // stride - 1
+        return frame_logits(best[:, None], n_frames, stride)[:, 0], np.where(
+            (done >= 0)[:, None], boxes[np.maximum(done, 0)], np.nan
+        ).astype(np.float32)
 
     @torch.inference_mode()
     def step(self, steps: Sequence[TrackStep], state: TrackState, alive: set[int]) -> np.ndarray:

@@ -178,7 +178,7 @@ def fit_tracks(
     )
     data = [_padded(items, model, cfg.memory) for items, _ in built]
     positives = sum(int((y == 1).sum()) for _, y in data)
-    stop = longest_normal_stop(normal)
+    stop = max(fold_stop for _, fold_stop in built)  # every clip is in some fold's training set
     log.info(
         "track behaviour: %d tracks, %d sequences, %d positive steps, normal stops up to %d steps of %.1f s%s",
         len(normal),

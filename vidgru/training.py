@@ -100,11 +100,7 @@ class TrainedModel:
             return None
         stride = step_stride(features.fps, self.config.behaviour.step_s)
         tracks = clip_tracks(features.detections, stride, features.fps)
-        best, boxes = self.tracks.clip_logits(tracks, features.n_frames // stride)
-        done = (np.arange(features.n_frames) + 1) // stride - 1
-        return frame_logits(best[:, None], features.n_frames, stride)[:, 0], np.where(
-            (done >= 0)[:, None], boxes[np.maximum(done, 0)], np.nan
-        ).astype(np.float32)
+        return self.tracks.frame_logits(tracks, features.n_frames, stride)
 
 
 def _split(features: ClipFeatures, holdout: float) -> int:
@@ -295,9 +291,7 @@ def _fit_tracks(
     scores = []
     for j, (f, split) in enumerate(zip(clips, splits, strict=True)):
         if folds > 1:
-            unseen = unseen_by(model.tracks, j, folds)
-            best, _ = unseen.clip_logits(tracks[j], f.n_frames // stride)
-            scores.append(frame_logits(best[:, None], f.n_frames, stride)[:, 0])
+            scores.append(unseen_by(model.tracks, j, folds).frame_logits(tracks[j], f.n_frames, stride)[0])
             continue
         scored = model.track_logits(f)
         if scored is not None:

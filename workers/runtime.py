@@ -62,7 +62,7 @@ def ensure_ray(cfg: RayConfig) -> None:
         kwargs |= {"num_cpus": cfg.num_cpus or cores, "include_dashboard": False}
         for key, value in _LOCAL_RAY_ENV.items():
             os.environ.setdefault(key, value)  # the processes ray.init starts inherit them
-    if address is not None:
+    else:
         _check_reachable(address)
     try:
         ray.init(address=address or "local", **kwargs)  # type: ignore[arg-type]
