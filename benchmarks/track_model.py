@@ -44,7 +44,7 @@ from temporal import FPS, Detection, footage, load_ranges, score
 from vidgru.behaviour import step_stride
 from vidgru.config import VidgruConfig
 from vidgru.decode import FrameReader
-from vidgru.jobs import detect_events, sustained
+from vidgru.jobs import detect_events, sustained_since
 from vidgru.occupancy import SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
@@ -203,11 +203,11 @@ def main() -> None:
         if key[0] == ROLES[1]:
             held_out_logits.append(logits)
         scores = calibration(logits)
-        on = scores >= cfg.behaviour.floor
-        on &= sustained(on, min_run)
+        since = sustained_since(scores >= cfg.behaviour.floor, min_run)
+        on = since >= 0
         counted = np.where(on, scores, 0).astype(np.float32)
         cells = np.zeros(len(counted), np.int64)
-        for event in detect_events(key[1], counted, cells, FPS, cfg.events, "track-model"):
+        for event in detect_events(key[1], counted, cells, FPS, cfg.events, "track-model", since):
             found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern"))
     held_out = np.concatenate(held_out_logits)
     held_out = held_out[np.isfinite(held_out)]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +24,19 @@ from vidgru.behaviour import (
 )
 from vidgru.behaviour_training import IGNORE, back_and_forth, hold, occupied_runs
 from vidgru.config import BehaviourConfig, VidgruConfig
+from vidgru.config.cameras import CamerasConfig
+from vidgru.decode import FrameReader
+from vidgru.features import FeatureExtractor
+from vidgru.live import FramePrep, WatchSession, iso_utc
 from vidgru.model_store import load_model
 from vidgru.motion import MOTION_FEATURES, N_MOTION
 from vidgru.schemas import validate_record
+from vidgru.sinks import JsonlSink
+from vidgru.sources import Clip
+from vidgru.streams import CapturedFrame
 from vidgru.synthetic import BehaviourSceneSpec, Episode, render_behaviour_scene
+from vidgru.training import TrainedModel
+from vidgru.watching import plan_cameras
 
 GRID, REGIONS = (8, 12), (4, 6)
 
@@ -171,6 +183,7 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     assert hits, f"no event over the loitering (frames {start}-{end}): {records}"
     assert "time_pattern" in {r["reason"] for r in hits}
     assert all(len(r["box"]) == 4 for r in hits)
+    watch_matches_analyze(loaded, model, behaviour_footage["loiter"], records, tmp_path / "live")
     # A run's --config leaves the behaviour GRUs out only when it says so: one written for the events keeps
     # them (it once dropped them silently, and a benchmark found no behaviour at all).
     from vidgru.cli import _model_and_config
@@ -182,6 +195,36 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     assert kept.tracks is not None
     left_out, cfg = _model_and_config(model, off, None, None)
     assert left_out.tracks is None and not cfg.behaviour.enabled
+
+
+def watch_matches_analyze(
+    loaded: TrainedModel, model: Path, clip_path: Path, analysed: list[dict], out: Path
+) -> None:
+    """The clip frame by frame through watch's scoring gives analyze's events, and a behaviour's event
+    starts where the behaviour began: min_run_s before it was confirmed and the start record sent."""
+    out.mkdir()
+    cfg = CamerasConfig.model_validate({"model": str(model), "cameras": [{"id": "cam", "url": "x"}]})
+    (plan,) = plan_cameras(cfg, None)
+    extractor = FeatureExtractor(loaded.config.features, loaded.config.motion.grid)
+    prep = FramePrep("cam", loaded.config.motion, loaded.config.features, loaded.background)
+    sink = JsonlSink(out / "events.jsonl")
+    session = WatchSession({"cam": plan.scorer}, lambda b: extractor(b.cnn_input), [sink])
+    start = time.time() - 3600.0
+    frames = (
+        prep(CapturedFrame(i, start + i / 10, image, i == 0))
+        for i, image in FrameReader(Clip("cam", clip_path, "video"))
+    )
+    for batch in iter(lambda: list(itertools.islice(frames, 8)), []):
+        session.process({"cam": batch})
+    session.close()
+    sink.close()
+    live = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    ends = [(r["start_frame"], r["end_frame"], r["reason"]) for r in live if r["type"] == "end"]
+    assert ends == [(r["start_frame"], r["end_frame"], r["reason"]) for r in analysed if r["type"] == "end"]
+    (first, *_) = [r for r in live if r["type"] == "start" and r["reason"] == "time_pattern"]
+    assert first["start_time"] == iso_utc(start + first["start_frame"] / 10)
+    confirmed = datetime.fromisoformat(first["captured"]) - datetime.fromisoformat(first["start_time"])
+    assert confirmed.total_seconds() >= loaded.config.behaviour.min_run_s - 0.1
 
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:

@@ -79,10 +79,27 @@ def test_merge_gap_bridges_short_dips_and_close_ends_open_event() -> None:
     assert [(s, e) for _, s, e, _ in ends] == [(0, 4), (8, 9)]
 
 
-def test_sustained_counts_runs_causally() -> None:
-    from vidgru.jobs import sustained
+def test_sustained_since_counts_runs_causally_and_says_where_they_began() -> None:
+    from vidgru.jobs import sustained_since
 
     mask = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1], bool)
-    assert sustained(mask, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0]
-    assert sustained(mask, 1).tolist() == mask.tolist()
-    assert sustained(mask, 0).tolist() == mask.tolist()
+    assert sustained_since(mask, 3).tolist() == [-1, -1, -1, -1, -1, 3, 3, -1, -1]
+    assert sustained_since(mask, 1).tolist() == [0, 0, -1, 3, 3, 3, 3, -1, 8]
+    assert sustained_since(mask, 0).tolist() == sustained_since(mask, 1).tolist()
+
+
+def test_an_event_whose_cause_began_earlier_starts_there_but_not_inside_the_last_event() -> None:
+    cfg = EventsConfig(threshold=1.0, hysteresis=0.9, min_duration_s=0.2, merge_gap_s=0.0)
+    det = EventDetector("cam", cfg, fps=10, model="m")
+    scores = [0, 2, 2, 2, 0, 0, 0, 0, 2, 2, 0]
+    since = [None, None, None, None, None, None, None, None, 2, 2, None]
+    changes = [c for i, (s, b) in enumerate(zip(scores, since, strict=True)) for c in det.update(i, s, 0, b)]
+    changes += det.close()
+    ends = [(c.event.start_frame, c.event.end_frame, c.event.start_time) for c in changes if c.type == "end"]
+    # The second run's cause began at frame 2, inside the first event (1-3): it starts right after it.
+    assert ends == [(1, 3, 0.1), (4, 9, 0.4)]
+    # A behaviour confirmed at frame 8 that began at frame 5 opens an event that has already lasted long
+    # enough: it starts at once.
+    det = EventDetector("cam", cfg, fps=10, model="m")
+    (start,) = det.update(8, 2.0, 0, 5)
+    assert start.type == "start" and (start.event.start_frame, start.event.end_frame) == (5, 8)

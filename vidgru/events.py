@@ -4,6 +4,11 @@ A run of frames opens when the score reaches ``threshold``, stays open while it 
 ``threshold * hysteresis`` (gaps shorter than ``merge_gap_s`` are bridged), and is reported only if it
 lasts ``min_duration_s``. ``end_frame`` is the last frame of the run (inclusive).
 
+A frame may say that its cause began earlier (``since``): a behaviour is confirmed only once it has held
+for ``behaviour.min_run_s``, and an event it opens starts where it began, as Frigate's loitering event
+starts when the object arrived, not when the loitering timer ran out. It never reaches back into the
+previous event.
+
 Example::
 
     detector = EventDetector("cam1", EventsConfig(), fps=10, model="m@abc")
@@ -86,27 +91,30 @@ class EventDetector:
         self._open: Event | None = None
         self._started = False
         self._last_active = -1
+        self._last_end = -1  # the last reported event's last frame: a backdated start stays after it
 
     @property
     def open_event(self) -> Event | None:
         """The event in progress (started or not yet long enough to start), if any."""
         return self._open
 
-    def update(self, frame: int, score: float, cell: int) -> list[EventChange]:
+    def update(self, frame: int, score: float, cell: int, since: int | None = None) -> list[EventChange]:
+        """``since``: the frame where this frame's cause began, if before it; an event it opens starts there."""
         changes: list[EventChange] = []
         cfg = self.cfg
         ev = self._open
         if ev is None:
             if score >= cfg.threshold:
-                start = self.clock(frame)
+                first = frame if since is None else min(frame, max(since, self._last_end + 1))
+                start = self.clock(first)
                 ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
                 ev = Event(
                     ev_id,
                     self.source,
-                    frame,
+                    first,
                     frame,
                     start,
-                    start,
+                    self.clock(frame),
                     frame,
                     float(score),
                     cell,
@@ -132,6 +140,8 @@ class EventDetector:
     def _finish(self) -> list[EventChange]:
         ev, started = self._open, self._started
         self._open, self._started = None, False
+        if ev is not None and started:
+            self._last_end = ev.end_frame
         return [EventChange("end", ev)] if ev is not None and started else []
 
     def close(self) -> list[EventChange]:

@@ -88,6 +88,8 @@ class ClipScores:
     from_behaviour: np.ndarray  # (T,) bool: the behaviour model gave the frame's score
     # (T, 4) where a track gave the frame's score, its box in fractions of the picture (else NaN)
     boxes: np.ndarray | None = None
+    # (T,) where the behaviour models gave the frame's score, the frame their run of it began (else -1)
+    since: np.ndarray | None = None
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE_FRAMES) -> ClipScores:
@@ -120,22 +122,24 @@ def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE
         boxes = np.where(from_track[:, None], tracked[1], np.nan).astype(np.float32)
         cells = np.where(from_track, box_cells(boxes, model.config.motion.grid), cells)
     # A behaviour takes time: the behaviour models' scores count only once they have given the frame score
-    # for min_run_s without a break (causal, as watch does it frame by frame).
-    brief = from_behaviour & ~sustained(
-        from_behaviour, round(model.config.behaviour.min_run_s * features.fps)
-    )
+    # for min_run_s without a break (causal, as watch does it frame by frame); an event they open starts
+    # where that run began.
+    since = sustained_since(from_behaviour, round(model.config.behaviour.min_run_s * features.fps))
+    brief = from_behaviour & (since < 0)
     if brief.any():
         scores = np.where(brief, short_scores, scores).astype(np.float32)
         cells = np.where(brief, short_cells, cells)
         if boxes is not None:
             boxes[brief] = np.nan
         from_behaviour = from_behaviour & ~brief
-    return ClipScores(raw, scores, cells, from_behaviour, boxes)
+    return ClipScores(raw, scores, cells, from_behaviour, boxes, since)
 
 
-def sustained(mask: np.ndarray, frames: int) -> np.ndarray:
-    """Where ``mask`` has held for at least ``frames`` frames in a row, counting the frame itself."""
-    return run_lengths(mask) >= max(1, frames)
+def sustained_since(mask: np.ndarray, frames: int) -> np.ndarray:
+    """Where ``mask`` has held for at least ``frames`` frames in a row (counting the frame itself): the
+    frame that run began at; -1 elsewhere. Causal: a frame's answer depends on no later frame."""
+    runs = run_lengths(mask)
+    return np.where(runs >= max(1, frames), np.arange(len(runs)) - runs + 1, -1)
 
 
 def detector_clock(fps: float) -> Callable[[int], float]:
@@ -144,12 +148,20 @@ def detector_clock(fps: float) -> Callable[[int], float]:
 
 
 def detect_events(
-    source: str, scores: np.ndarray, cells: np.ndarray, fps: float, cfg: EventsConfig, model_id: str
+    source: str,
+    scores: np.ndarray,
+    cells: np.ndarray,
+    fps: float,
+    cfg: EventsConfig,
+    model_id: str,
+    since: np.ndarray | None = None,
 ) -> list[Event]:
+    """A clip's events from its frame scores; ``since`` (-1 where none): each frame's cause began there."""
     detector = EventDetector(source, cfg, fps, model_id)
     changes = []
-    for frame, (score, cell) in enumerate(zip(scores.tolist(), cells.tolist(), strict=True)):
-        changes += detector.update(frame, score, cell)
+    began = since.tolist() if since is not None else [-1] * len(scores)
+    for frame, (score, cell, first) in enumerate(zip(scores.tolist(), cells.tolist(), began, strict=True)):
+        changes += detector.update(frame, score, cell, first if first >= 0 else None)
     changes += detector.close()
     return [c.event for c in changes if c.type == "end"]
 
@@ -207,7 +219,9 @@ def _finish_clip(
     scored = scoring.result()
     raw, scores, cells = scored.raw, scored.scores, scored.cells
     telemetry.frames_analysed(name, frames)
-    events = detect_events(features.clip.name, scores, cells, features.fps, events_cfg, model_id)
+    events = detect_events(
+        features.clip.name, scores, cells, features.fps, events_cfg, model_id, scored.since
+    )
     peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
     stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}
     clips_written: dict[str, str] = {}

@@ -179,7 +179,8 @@ class CameraScorer:
         self.state = StreamState()
         self.behaviour = BehaviourState()
         self.tracks = self._track_scorer()
-        self._behaviour_run = 0  # frames in a row that the behaviour models gave the score
+        self._behaviour_run = 0  # frames in a row that the behaviour models gave the score, ...
+        self._behaviour_since = -1  # ... since this frame
         self._min_run = round(model.config.behaviour.min_run_s * fps)
         # A region of the behaviour model counts when any of its cells is in the region of interest.
         (rows, cols), (r, c) = self.grid, model.config.behaviour.regions
@@ -194,7 +195,8 @@ class CameraScorer:
             if model.tamper is not None and tampering.enabled
             else None
         )
-        # Capture times of the last minute's frames: a tampering episode starts a second before it is confirmed.
+        # Capture times of the last minute's frames: a tampering episode starts a second before it is
+        # confirmed, a behaviour's event min_run_s before.
         self._captured: dict[int, float] = {}
         self._captured_order: deque[int] = deque(maxlen=max(1, round(60 * fps)))
         self._now: tuple[int, str] = (-1, "")
@@ -208,8 +210,11 @@ class CameraScorer:
 
     def _clock(self, frame: int) -> str:
         seq, iso = self._now
-        assert frame == seq, "the detector only asks for the time of the frame being scored"
-        return iso
+        if frame == seq:
+            return iso
+        # A behaviour's event starts where it began: a frame of the last minute, or estimated from the rate.
+        known = self._captured.get(frame)
+        return iso_utc(known if known is not None else self._captured[seq] - (seq - frame) / self.fps)
 
     def score(
         self, frame: LiveFrame, appearance: np.ndarray | None
@@ -224,7 +229,7 @@ class CameraScorer:
             self.state = StreamState()
             self.behaviour = BehaviourState()
             self.tracks = self._track_scorer()
-            self._behaviour_run = 0
+            self._behaviour_run, self._behaviour_since = 0, -1
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
         history = self.state.history  # step() replaces it; the reason below needs this frame's window
         logits = np.where(self.roi, self.model.temporal.step(desc, self.state), -np.inf)
@@ -253,15 +258,22 @@ class CameraScorer:
                 score, from_behaviour, frame.box = t_score, True, t_box
                 cell = int(box_cells(t_box[None], self.grid)[0])
         # As in batch (jobs.score_clip): the behaviour models count once they have held for min_run_s.
+        if from_behaviour and self._behaviour_run == 0:
+            self._behaviour_since = frame.seq
         self._behaviour_run = self._behaviour_run + 1 if from_behaviour else 0
         if from_behaviour and self._behaviour_run < max(1, self._min_run):
             score, cell, from_behaviour, frame.box = short_score, short_cell, False, None
         self._now = (frame.seq, iso_utc(frame.captured))
+        if len(self._captured_order) == self._captured_order.maxlen:
+            self._captured.pop(self._captured_order[0], None)
+        self._captured_order.append(frame.seq)
+        self._captured[frame.seq] = frame.captured
         self.history.append(frame.seq, self._now[1], score)
         tampering = self._tampering(frame)
         self._recent.append(frame)
         self._last = frame
-        changes = self.detector.update(frame.seq, score, cell)
+        since = self._behaviour_since if from_behaviour else None
+        changes = self.detector.update(frame.seq, score, cell, since)
         current = self.detector.open_event
         if current is not None and current.peak_frame == frame.seq:  # a new peak: say why, while it is here
             pad = self.model.temporal.window - 1
@@ -306,10 +318,6 @@ class CameraScorer:
     def _tampering(self, frame: LiveFrame) -> list[dict[str, Any]]:
         if self.tamper is None:
             return []
-        if len(self._captured_order) == self._captured_order.maxlen:
-            self._captured.pop(self._captured_order[0], None)
-        self._captured_order.append(frame.seq)
-        self._captured[frame.seq] = frame.captured
         if frame.restart:
             self.tamper.reset()  # no frame difference across a gap; open episodes stay open
         return self._tamper_records(self.tamper.push(frame.preview, frame.seq), frame.captured)
@@ -358,7 +366,7 @@ class CameraScorer:
         self.state = StreamState()
         self.behaviour = BehaviourState()
         self.tracks = self._track_scorer()
-        self._behaviour_run = 0
+        self._behaviour_run, self._behaviour_since = 0, -1
         self._appearance = None
         last, self._last = self._last, None
         if last is None:

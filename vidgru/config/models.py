@@ -161,7 +161,8 @@ class BehaviourConfig(StrictModel):
         le=60.0,
         description="The behaviour models' scores count only once they have given the frame score this long "
         "without a break (until then the short-window model's does): loitering, pacing or a left bag last "
-        "far longer, and on generated scenes every false alarm they raised was shorter than 2.5 s.",
+        "far longer, and on generated scenes every false alarm they raised was shorter than 2.5 s. An event "
+        "they open starts where the run began.",
     )
     hidden: int = Field(32, ge=4, le=256, description="GRU hidden size.")
     position_dim: int = Field(
