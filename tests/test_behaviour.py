@@ -227,6 +227,19 @@ def watch_matches_analyze(
     assert confirmed.total_seconds() >= loaded.config.behaviour.min_run_s - 0.1
 
 
+def test_one_recording_is_cut_into_pieces_that_the_track_model_is_trained_and_calibrated_on(
+    behaviour_footage: dict[str, Path], tmp_path: Path
+) -> None:
+    """Fewer clips than GRUs (one camera's recording, say): the folds are pieces of it, not its tails."""
+    model = tmp_path / "model"
+    one = behaviour_footage["normal"] / "normal_0.mp4"
+    run_cli("train", "--normal", str(one), "--out", str(model), "--memory", "0")
+    loaded = load_model(model)
+    assert loaded.meta["tracks_folds"] == 3 and loaded.meta["tracks_pieces"] == 3
+    assert loaded.tracks_calibration is not None
+    assert loaded.tracks_calibration.at_q99 == loaded.config.behaviour.floor
+
+
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:
     model = tmp_path / "ablation"
     # With the region GRU too (off by default), so that its one-step ablation is exercised as well.

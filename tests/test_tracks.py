@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -179,3 +181,32 @@ def test_fold_training_leaves_every_clip_unseen_by_one_gru() -> None:
     whole, _ = fit_tracks(clips, 0.5, cfg, seed=0)
     track = clips[0][:1]
     assert not np.allclose(model.score_tracks(track)[0], whole.score_tracks(track)[0])
+
+
+def test_one_long_recording_is_cut_into_pieces_for_the_folds() -> None:
+    from vidgru.batches import ClipFeatures
+    from vidgru.sources import Clip
+    from vidgru.training import MIN_PIECE_S, fold_pieces
+
+    def recording(seconds: float) -> ClipFeatures:
+        n = round(seconds * 10)
+        dets = [np.full((1, 4), i, np.float32) for i in range(n)]
+        return ClipFeatures(
+            Clip("cam", Path("cam.mp4"), "video"),
+            10.0,
+            np.zeros((n, 1, 1)),
+            np.zeros((1, 1, 1)),
+            np.zeros(n, np.int64),
+            detections=dets,
+        )
+
+    (hour,) = clips = [recording(3600)]
+    pieces = fold_pieces(clips, 3)
+    assert [p.n_frames for p in pieces] == [12000] * 3
+    # Contiguous and apart: each frame's blobs are in exactly one piece, in order.
+    assert [float(d[0, 0]) for p in pieces for d in p.detections or []] == list(range(hour.n_frames))
+    two = [recording(100), recording(50)]
+    assert [p.n_frames for p in fold_pieces(two, 3)] == [500, 500, 250, 250]
+    assert fold_pieces(two, 2) == two  # enough clips already
+    short = [recording(2 * MIN_PIECE_S)]
+    assert fold_pieces(short, 3) == short  # pieces under MIN_PIECE_S: heads and tails instead

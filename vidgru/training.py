@@ -38,6 +38,8 @@ from vidgru.track_training import fit_tracks, unseen_by
 from vidgru.tracks import clip_tracks
 
 log = logging.getLogger(__name__)
+# The shortest piece that fold training cuts a long recording into: a few people's paths from end to end.
+MIN_PIECE_S = 20.0
 
 Progress = Callable[[str, int, int], None]
 _MOVING = MOTION_FEATURES.index("moving_fraction")
@@ -275,12 +277,15 @@ def _fit_tracks(
     track model raises an event above what one frame in a hundred of unseen normal footage reaches. (Held-out
     tails of the training clips, as the other models use, do not do here: a track that crosses into the
     tail was learnt in its first part, and the GRU remembers tracks. On generated scenes the tails'
-    99th percentile sat 2-5 logits under that of normal clips it had not seen.) With fewer clips, the heads
-    train and the tails calibrate as for the other models."""
+    99th percentile sat 2-5 logits under that of normal clips it had not seen.) With fewer clips (one long
+    recording, say), each is cut into as many pieces as that takes, tracked apart so that no track
+    crosses from one fold into another, when the pieces last ``MIN_PIECE_S``; shorter footage is
+    trained on its heads and calibrated on its tails as for the other models."""
     cfg, fps = model.config, clips[0].fps
     stride = step_stride(fps, cfg.behaviour.step_s)
-    folds = cfg.behaviour.ensemble if 2 <= cfg.behaviour.ensemble <= len(clips) else 1
-    tracks = [clip_tracks(h.detections or [], stride, h.fps) for h in (clips if folds > 1 else heads)]
+    pieces = fold_pieces(clips, cfg.behaviour.ensemble)
+    folds = cfg.behaviour.ensemble if 2 <= cfg.behaviour.ensemble <= len(pieces) else 1
+    tracks = [clip_tracks(h.detections or [], stride, h.fps) for h in (pieces if folds > 1 else heads)]
     moving = [any(len(t.features) >= 2 for t in clip) for clip in tracks]
     if not any(moving):
         log.warning("no moving thing was tracked in the normal footage; training without the track GRU")
@@ -289,19 +294,36 @@ def _fit_tracks(
         folds, tracks = 1, [clip_tracks(h.detections or [], stride, h.fps) for h in heads]
     model.tracks, meta = fit_tracks(tracks, stride / fps, cfg.behaviour, cfg.temporal.seed, progress, folds)
     scores = []
-    for j, (f, split) in enumerate(zip(clips, splits, strict=True)):
-        if folds > 1:
-            scores.append(unseen_by(model.tracks, j, folds).frame_logits(tracks[j], f.n_frames, stride)[0])
-            continue
-        scored = model.track_logits(f)
-        if scored is not None:
-            scores.append(scored[0][split:] if split < f.n_frames else scored[0])
+    if folds > 1:
+        if len(pieces) > len(clips):
+            meta["tracks_pieces"] = len(pieces)
+        for j, piece in enumerate(pieces):
+            scores.append(
+                unseen_by(model.tracks, j, folds).frame_logits(tracks[j], piece.n_frames, stride)[0]
+            )
+    else:
+        for f, split in zip(clips, splits, strict=True):
+            scored = model.track_logits(f)
+            if scored is not None:
+                scores.append(scored[0][split:] if split < f.n_frames else scored[0])
     raw = np.concatenate(scores) if scores else np.zeros(0, np.float32)
     raw = raw[np.isfinite(raw)]
     model.tracks_calibration = Calibration.fit(
         raw if len(raw) else np.zeros(1, np.float32), at_q99=cfg.behaviour.floor if folds > 1 else 1.0
     )
     return meta
+
+
+def fold_pieces(clips: list[ClipFeatures], folds: int) -> list[ClipFeatures]:
+    """``clips`` when there are at least ``folds`` of them; else each cut into equal contiguous pieces,
+    enough for ``folds``, if every piece lasts at least ``MIN_PIECE_S`` (else ``clips``)."""
+    if folds < 2 or len(clips) >= folds:
+        return clips
+    per = -(-folds // len(clips))
+    if any(f.n_frames / f.fps / per < MIN_PIECE_S for f in clips):
+        return clips
+    cuts = [np.linspace(0, f.n_frames, per + 1).round().astype(int) for f in clips]
+    return [_slice(f, int(c[i]), int(c[i + 1])) for f, c in zip(clips, cuts, strict=True) for i in range(per)]
 
 
 def _slice(f: ClipFeatures, lo: int, hi: int) -> ClipFeatures:
