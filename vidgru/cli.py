@@ -329,6 +329,10 @@ def _run_analysis(
     # The driver's GRU scoring runs beside the decoders and CNN actors: a second torch thread only contends
     # with them for the cores (measured on 2 cores: about 5% fewer frames/s with two).
     torch.set_num_threads(1)
+    if model.tracks is not None:
+        from vidgru.tracks import import_tracker_early
+
+        import_tracker_early()
     clips, manifest = list(all_clips), None
     if resume:
         settings = {
@@ -687,6 +691,10 @@ def watch(
         cfg.ray.address = address
     plans = plan_cameras(cfg, events.parent / f"{events.stem}_thumbnails", str(config))
     sinks = _watch_sinks(events, cfg.delivery)  # a sink that is misconfigured stops us before any work
+    if any(p.model.tracks is not None for p in plans):
+        from vidgru.tracks import import_tracker_early
+
+        import_tracker_early()
     telemetry.enable()  # before Ray starts, so its workers inherit where metrics go
     ensure_ray(cfg.ray)  # before the handlers: Ray's own SIGTERM handler would kill the process unflushed
     stop = threading.Event()

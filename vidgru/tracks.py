@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,18 @@ _DIAG8, _DIAG4 = np.diag_indices(8), np.diag_indices(4)
 
 
 @functools.cache
+def import_tracker_early() -> None:
+    """Import DeepSORT, and scipy under it, in a daemon thread: about 0.3 s of CPU that ``analyze`` and
+    ``watch`` then spend while Ray starts, not beside the CNN actors when the first clip is tracked."""
+
+    def load() -> None:
+        from deep_sort_realtime.deepsort_tracker import DeepSort  # noqa: F401
+
+        quick_kalman()
+
+    threading.Thread(target=load, name="import-deepsort", daemon=True).start()
+
+
 def quick_kalman() -> type:
     """deep-sort-realtime's Kalman filter with its small matrix products written out.
 
