@@ -103,3 +103,19 @@ def test_an_event_whose_cause_began_earlier_starts_there_but_not_inside_the_last
     det = EventDetector("cam", cfg, fps=10, model="m")
     (start,) = det.update(8, 2.0, 0, 5)
     assert start.type == "start" and (start.event.start_frame, start.event.end_frame) == (5, 8)
+
+
+def test_a_behaviours_event_bridges_longer_gaps_than_others() -> None:
+    cfg = EventsConfig(
+        threshold=1.0, hysteresis=0.9, min_duration_s=0.0, merge_gap_s=0.2, behaviour_merge_gap_s=0.5
+    )
+    # Two runs 4 frames apart: one event when the behaviour models drove the first run, two otherwise.
+    scores = [2, 2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0]
+    for behaviour, expected in ((True, [(0, 7)]), (False, [(0, 1), (6, 7)])):
+        det = EventDetector("cam", cfg, fps=10, model="m")
+        since = [0 if behaviour and s else None for s in scores]
+        changes = [
+            c for i, (s, b) in enumerate(zip(scores, since, strict=True)) for c in det.update(i, s, 0, b)
+        ]
+        changes += det.close()
+        assert [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"] == expected

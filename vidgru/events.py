@@ -7,7 +7,8 @@ lasts ``min_duration_s``. ``end_frame`` is the last frame of the run (inclusive)
 A frame may say that its cause began earlier (``since``): a behaviour is confirmed only once it has held
 for ``behaviour.min_run_s``, and an event it opens starts where it began, as Frigate's loitering event
 starts when the object arrived, not when the loitering timer ran out. It never reaches back into the
-previous event.
+previous event. An event whose last active frame was such a behaviour's bridges gaps of up to
+``behaviour_merge_gap_s``, not ``merge_gap_s``.
 
 Example::
 
@@ -88,6 +89,8 @@ class EventDetector:
         self.clock = clock or (lambda frame: round(frame / fps, 3))
         self.min_frames = max(1, round(cfg.min_duration_s * fps))
         self.gap_frames = max(0, round(cfg.merge_gap_s * fps))
+        self.behaviour_gap_frames = max(self.gap_frames, round(cfg.behaviour_merge_gap_s * fps))
+        self._last_from_behaviour = False  # whether the open event's last active frame came with a ``since``
         self._open: Event | None = None
         self._started = False
         self._last_active = -1
@@ -122,12 +125,15 @@ class EventDetector:
                     self.model,
                 )
                 self._open, self._started, self._last_active = ev, False, frame
+                self._last_from_behaviour = since is not None
         elif score >= cfg.threshold * cfg.hysteresis:
-            self._last_active = frame
+            self._last_active, self._last_from_behaviour = frame, since is not None
             ev.end_frame, ev.end_time = frame, self.clock(frame)
             if score > ev.peak_score:
                 ev.peak_frame, ev.peak_score, ev.peak_cell = frame, float(score), cell
-        elif frame - self._last_active > self.gap_frames:
+        elif frame - self._last_active > (
+            self.behaviour_gap_frames if self._last_from_behaviour else self.gap_frames
+        ):
             changes += self._finish()
         if self._open is not None and not self._started and self._duration(self._open) >= self.min_frames:
             self._started = True

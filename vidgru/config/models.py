@@ -234,6 +234,14 @@ class EventsConfig(StrictModel):
     )
     min_duration_s: float = Field(0.3, ge=0, description="Shorter runs above threshold are not reported.")
     merge_gap_s: float = Field(1.0, ge=0, description="Events closer than this are merged into one.")
+    behaviour_merge_gap_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="An event whose last frames the behaviour models drove (reason time_pattern) stays open "
+        "through a gap this long: their evidence comes and goes (a pacer's score dips at each turn, a track "
+        "is lost for a step), and one behaviour is one alert. Its end record comes this much later.",
+    )
     thumbnails: bool = Field(
         True, description="Save a JPEG of each event's peak frame beside the events file."
     )
