@@ -207,6 +207,6 @@ def test_one_long_recording_is_cut_into_pieces_for_the_folds() -> None:
     assert [float(d[0, 0]) for p in pieces for d in p.detections or []] == list(range(hour.n_frames))
     two = [recording(100), recording(50)]
     assert [p.n_frames for p in fold_pieces(two, 3)] == [500, 500, 250, 250]
-    assert fold_pieces(two, 2) == two  # enough clips already
+    assert fold_pieces(two, 2) is two  # enough clips already
     short = [recording(2 * MIN_PIECE_S)]
-    assert fold_pieces(short, 3) == short  # pieces under MIN_PIECE_S: heads and tails instead
+    assert fold_pieces(short, 3) is short  # pieces under MIN_PIECE_S: heads and tails instead

@@ -59,7 +59,6 @@ _KERNEL = np.ones((3, 3), np.uint8)
 _DIAG8, _DIAG4 = np.diag_indices(8), np.diag_indices(4)
 
 
-@functools.cache
 def import_tracker_early() -> None:
     """Import DeepSORT, and scipy under it, in a daemon thread: about 0.3 s of CPU that ``analyze`` and
     ``watch`` then spend while Ray starts, not beside the CNN actors when the first clip is tracked."""
@@ -72,6 +71,7 @@ def import_tracker_early() -> None:
     threading.Thread(target=load, name="import-deepsort", daemon=True).start()
 
 
+@functools.cache
 def quick_kalman() -> type:
     """deep-sort-realtime's Kalman filter with its small matrix products written out.
 
