@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from vidgru.config import BehaviourConfig
-from vidgru.occupancy import SceneBackground
+from vidgru.occupancy import SceneBackground, fit_background
+from vidgru.synthetic import BehaviourSceneSpec, Episode, behaviour_frames, plan_behaviour_scene
 from vidgru.track_model import TrackModel, TrackScorer
 from vidgru.track_training import (
     IGNORE,
@@ -28,6 +29,7 @@ from vidgru.tracks import (
     clip_tracks,
     detect,
     quick_kalman,
+    quick_tracker,
 )
 
 _SPEED = TRACK_FEATURES.index("speed")
@@ -62,6 +64,7 @@ def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
 
     stock, quick = KalmanFilter(), quick_kalman()()
     rng = np.random.default_rng(0)
+    states, measures, crowd = [], [], []
     for _ in range(20):
         box = np.array([rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.2, 1), rng.uniform(0.02, 0.3)])
         mean, cov = stock.initiate(box)
@@ -79,6 +82,42 @@ def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
                 stock.gating_distance(mean, cov, others, only_position),
                 rtol=1e-9,
             )
+        states.append((mean, cov))
+        measures.append(measured)
+        crowd.append(others[0])
+    # The stacked versions that the quick tracker calls: each track's answer, as the stock filter's.
+    means, covs = np.stack([m for m, _ in states]), np.stack([c for _, c in states])
+    for i, (mean, cov) in enumerate(zip(*quick.predict_many(means, covs), strict=True)):
+        for a, b in zip(stock.predict(*states[i]), (mean, cov), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    for i, (mean, cov) in enumerate(zip(*quick.update_many(means, covs, np.stack(measures)), strict=True)):
+        for a, b in zip(stock.update(*states[i], measures[i]), (mean, cov), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    gates = quick.gating_distances(means, covs, np.stack(crowd))
+    for i in range(len(states)):
+        np.testing.assert_allclose(gates[i], stock.gating_distance(*states[i], np.stack(crowd)), rtol=1e-9)
+
+
+def test_the_quick_tracker_makes_deepsorts_own_tracks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A busy generated scene (figures crossing, stopping, one pacing): tracks lost and found again, so the
+    # matching cascade runs at several track ages.
+    from deep_sort_realtime.deep_sort.tracker import Tracker
+
+    import vidgru.tracks
+
+    spec = BehaviourSceneSpec(seconds=40.0, seed=5, walkers=5.0, episodes=(Episode("pacing", 5.0),))
+    frames = list(behaviour_frames(plan_behaviour_scene(spec)))
+    background = fit_background([frames], (120, 180))
+    detections = [detect(f, background) for f in frames]
+    quick = clip_tracks(detections, 5, 10.0)
+    monkeypatch.setattr(vidgru.tracks, "quick_tracker", lambda: Tracker)
+    stock = clip_tracks(detections, 5, 10.0)
+    assert quick_tracker() is not Tracker and len(stock) >= 8
+    assert [t.track for t in quick] == [t.track for t in stock]
+    for a, b in zip(quick, stock, strict=True):
+        np.testing.assert_array_equal(a.steps, b.steps)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.features, b.features)
 
 
 def test_one_walker_is_one_track_whose_steps_carry_its_velocity() -> None:
