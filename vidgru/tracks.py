@@ -196,9 +196,9 @@ def quick_tracker() -> type:
     class QuickTracker(Tracker):
         def update(self, detections: list, today: object = None) -> None:
             """deep-sort-realtime's ``Tracker.update`` with the matched tracks' Kalman updates done at once."""
+            self._measured = np.asarray([d.to_xyah() for d in detections]).reshape(-1, 4)
             if self.today:
                 return super().update(detections, today)
-            self._measured = np.asarray([d.to_xyah() for d in detections]).reshape(-1, 4)
             matches, unmatched_tracks, unmatched_detections = self._match(detections)
             if matches:
                 tracks, dets = [t for t, _ in matches], [d for _, d in matches]
