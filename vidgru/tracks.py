@@ -105,10 +105,7 @@ def quick_kalman() -> type:
             self, means: np.ndarray, covariances: np.ndarray, measurements: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray]:
             """:meth:`update` for a stack of tracks ``(T, 8)``, ``(T, 8, 8)`` and their measurements."""
-            pos = self._std_weight_position * means[:, 3]
-            projected = covariances[:, :4, :4].copy()
-            fixed = np.ones_like(pos)
-            projected[:, _DIAG4[0], _DIAG4[1]] += np.stack([pos, pos, 1e-1 * fixed, pos], axis=1) ** 2
+            projected = self._projected_many(means, covariances)
             gains = np.linalg.solve(projected, covariances[:, :, :4].transpose(0, 2, 1)).transpose(0, 2, 1)
             innovations = measurements - means[:, :4]
             moved = means + (innovations[:, None, :] @ gains.transpose(0, 2, 1))[:, 0]
@@ -147,13 +144,17 @@ def quick_kalman() -> type:
             self, means: np.ndarray, covariances: np.ndarray, measurements: np.ndarray
         ) -> np.ndarray:
             """:meth:`gating_distance` for a stack of tracks ``(T, 8)``, ``(T, 8, 8)``: ``(T, D)``."""
+            d = measurements[None, :, :] - means[:, None, :4]
+            solved = np.linalg.solve(self._projected_many(means, covariances), d.transpose(0, 2, 1))
+            return np.einsum("tdi,tid->td", d, solved)  # solved: (T, 4, D)
+
+        def _projected_many(self, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+            """:meth:`project`'s covariance for a stack of tracks: ``(T, 4, 4)``."""
             pos = self._std_weight_position * means[:, 3]
             projected = covariances[:, :4, :4].copy()
             fixed = np.ones_like(pos)
             projected[:, _DIAG4[0], _DIAG4[1]] += np.stack([pos, pos, 1e-1 * fixed, pos], axis=1) ** 2
-            d = measurements[None, :, :] - means[:, None, :4]
-            solved = np.linalg.solve(projected, d.transpose(0, 2, 1))  # (T, 4, D)
-            return np.einsum("tdi,tid->td", d, solved)
+            return projected
 
     return QuickKalman
 
@@ -176,9 +177,9 @@ def quick_tracker() -> type:
     from scipy.optimize import linear_sum_assignment
 
     @functools.cache
-    def unreachable(rows: int, cols: int, cost: float) -> tuple[list[int], frozenset[int]]:
+    def unreachable(rows: int, cols: int, cost: float) -> tuple[tuple[int, ...], frozenset[int]]:
         """The columns scipy assigns in a ``rows`` x ``cols`` matrix of ``cost``, in row order."""
-        picked = linear_sum_assignment(np.full((rows, cols), cost))[1].tolist()
+        picked = tuple(linear_sum_assignment(np.full((rows, cols), cost))[1].tolist())
         return picked, frozenset(picked)
 
     class Given:
