@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -58,6 +59,36 @@ def test_a_blob_is_detected_with_its_box_and_appearance() -> None:
     assert y1 == pytest.approx(50 / 120, abs=0.01) and y2 == pytest.approx(64 / 120, abs=0.01)
     assert np.linalg.norm(dets[0, 4:]) == pytest.approx(1.0, abs=1e-4)
     assert detect(np.full((120, 180, 3), 100, np.uint8), background).shape[0] == 0
+
+
+def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> None:
+    """Histograms of all blobs are counted at once; each must still be its own pixels' calcHist."""
+    rng = np.random.default_rng(3)
+    background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0)
+    image = np.full((120, 180, 3), 100, np.uint8)
+    image[20:50, 10:30] = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)  # many colours
+    image[60:64, 100:103] = (250, 10, 10)  # too small to keep
+    image[70:100, 120:160] = (20, 200, 90)
+    image[80:90, 40:44] = (200, 200, 200)
+    dets = detect(image, background)
+    mask = cv2.morphologyEx(
+        cv2.morphologyEx(background.foreground(image), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
+        cv2.MORPH_OPEN,
+        np.ones((3, 3), np.uint8),
+    )
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    expected = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 8:
+            continue
+        hist = cv2.calcHist(
+            [image[y : y + h, x : x + w]], [0, 1, 2], (labels[y : y + h, x : x + w] == i).astype(np.uint8),
+            [4, 4, 4], [0, 256] * 3,
+        ).ravel()  # fmt: skip
+        expected.append(hist / np.linalg.norm(hist))
+    assert len(dets) == len(expected) >= 3
+    np.testing.assert_array_equal(dets[:, 4:], np.stack(expected))
 
 
 def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
