@@ -12,7 +12,8 @@ measures:
 `analyze` with its own Ray and the eager loop take turns, three passes each; every speed is the best of
 its passes (all printed). Prints a table of AUCs and frames/s and, with
 --write, puts it in BENCHMARKS.md. With --memory N the model has the behaviour GRU too, and is measured with
-and without it.
+and without it: AUCs, best passes, and then five pairs of `analyze` runs with and without it in turns, whose
+medians give what the behaviour GRU costs.
 
     python benchmarks/ped2.py --write
 """
@@ -24,6 +25,7 @@ import ctypes
 import datetime as dt
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +57,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PED2 = ROOT.parent / "shared" / "datasets" / "ucsd_ped2"
 BEGIN, END = markers("ped2")
 PASSES = 3  # of `analyze` with its own Ray, alternating with the eager loop
+PAIRS = 5  # of `analyze` with and without the behaviour GRU, in turns: what the model costs
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds this machine has spent busy so far, all processes together (Linux: /proc/stat)."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    ticks = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
 def flow_baseline(clips: list, grid: tuple[int, int] = (8, 12)) -> tuple[dict[str, np.ndarray], float]:
@@ -232,6 +244,18 @@ def main() -> None:
         (work / "no-behaviour.yaml").write_text(yaml.safe_dump(without))
         summary_wo, _, _ = evaluate("-no-behaviour", "--config", str(work / "no-behaviour.yaml"))
         passes_wo = [analyze("--config", str(work / "no-behaviour.yaml")) for _ in range(2)]
+        # Best-of passes minutes apart have differed by more than the model costs on this machine, so the
+        # cost is measured on its own: runs with and without it in turns (the order flipped every pair),
+        # each with the machine's busy CPU time, which drifts less than wall time.
+        cost: dict[str, tuple[list[float], list[float]]] = {"with": ([], []), "without": ([], [])}
+        for pair in range(PAIRS):
+            for name in ("with", "without") if pair % 2 == 0 else ("without", "with"):
+                before = busy_cpu_s()
+                extra = ("--config", str(work / "no-behaviour.yaml")) if name == "without" else ()
+                cost[name][0].append(analyze(*extra))
+                after = busy_cpu_s()
+                if before is not None and after is not None:
+                    cost[name][1].append(after - before)
         rows.append(
             (
                 "same model, behaviour GRU left out (`behaviour.enabled: false`)",
@@ -268,6 +292,23 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     table += [f"| {n} | {f(a)} | {f(b)} | {f(c)} | {s} |" for n, a, b, c, s in rows]
+    cost_lines: list[str] = []
+    if args.memory is not None:
+        (fw, cw), (fo, co) = cost["with"], cost["without"]
+        mw, mo = statistics.median(fw), statistics.median(fo)
+        cost_lines = [
+            "",
+            f"What the behaviour GRU costs `analyze`, {PAIRS} pairs of runs with and without it in turns: "
+            f"{mw:.1f} frames/s with it (median; passes: {', '.join(f'{v:.1f}' for v in fw)}) against "
+            f"{mo:.1f} without ({', '.join(f'{v:.1f}' for v in fo)}), **{1 - mw / mo:.1%} slower** by the "
+            f"medians, {1 - max(fw) / max(fo):.1%} by the best passes."
+            + (
+                f" Busy CPU time of the whole machine per run (median): {statistics.median(cw):.1f} s with "
+                f"it, {statistics.median(co):.1f} s without."
+                if cw and co
+                else ""
+            ),
+        ]
     cpu = cpu_name()
     text = "\n".join(
         [
@@ -285,6 +326,7 @@ def main() -> None:
             "report's plots included). "
             f"Event precision {f(summary['event_precision'])}, recall {f(summary['event_recall'])} at threshold "
             f"{summary['threshold']:g}.",
+            *cost_lines,
             END,
         ]
     )
