@@ -236,6 +236,8 @@ def main() -> None:
             f"{speed(passes_joined)}, `analyze` end to end",
         ),
     ]
+    # With --memory: frames/s and busy CPU seconds of each run with and without the behaviour GRU.
+    cost: dict[str, tuple[list[float], list[float]]] = {"with": ([], []), "without": ([], [])}
     if args.memory is not None:
         # The same model with its behaviour GRU left out: what the streaming memory costs, and that it
         # does not lower Ped2's AUC.
@@ -247,7 +249,6 @@ def main() -> None:
         # Best-of passes minutes apart have differed by more than the model costs on this machine, so the
         # cost is measured on its own: runs with and without it in turns (the order flipped every pair),
         # each with the machine's busy CPU time, which drifts less than wall time.
-        cost: dict[str, tuple[list[float], list[float]]] = {"with": ([], []), "without": ([], [])}
         for pair in range(PAIRS):
             for name in ("with", "without") if pair % 2 == 0 else ("without", "with"):
                 before = busy_cpu_s()

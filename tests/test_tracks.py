@@ -67,7 +67,7 @@ def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> No
     background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0)
     image = np.full((120, 180, 3), 100, np.uint8)
     image[20:50, 10:30] = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)  # many colours
-    image[60:64, 100:103] = (250, 10, 10)  # too small to keep
+    image[60:62, 100:102] = (250, 10, 10)  # a speck: the opening removes it
     image[70:100, 120:160] = (20, 200, 90)
     image[80:90, 40:44] = (200, 200, 200)
     dets = detect(image, background)
