@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -300,6 +301,14 @@ def _model_and_config(
     return model, cfg
 
 
+def _freeze_loaded_objects() -> None:
+    """Put what is loaded so far (modules, the models) out of the garbage collector's reach: it lives as
+    long as the process. Otherwise the tracker's many short-lived objects set off full collections that walk
+    all of it: on UCSD Ped2's 2,010 test frames, 0.15 s of the driver's CPU with the behaviour model, 0.02 s
+    with this. (No collection first: it would cost about what it saves, and little is garbage yet.)"""
+    gc.freeze()
+
+
 def _run_analysis(
     all_clips: Sequence[Any],
     model: Any,
@@ -333,6 +342,7 @@ def _run_analysis(
         from vidgru.tracks import import_tracker_early
 
         import_tracker_early()
+    _freeze_loaded_objects()
     clips, manifest = list(all_clips), None
     if resume:
         settings = {
@@ -695,6 +705,7 @@ def watch(
         from vidgru.tracks import import_tracker_early
 
         import_tracker_early()
+    _freeze_loaded_objects()
     telemetry.enable()  # before Ray starts, so its workers inherit where metrics go
     ensure_ray(cfg.ray)  # before the handlers: Ray's own SIGTERM handler would kill the process unflushed
     stop = threading.Event()
