@@ -98,7 +98,7 @@ def quick_kalman() -> type:
             motion = self._motion_mat
             covariances = motion @ covariances @ motion.T
             fixed = np.ones_like(pos)
-            noise = np.stack([pos, pos, 1e-2 * fixed, pos, vel, vel, 1e-5 * fixed, vel], axis=1) ** 2
+            noise = np.array([pos, pos, 1e-2 * fixed, pos, vel, vel, 1e-5 * fixed, vel]).T ** 2
             covariances[:, _DIAG8[0], _DIAG8[1]] += noise
             return means @ motion.T, covariances
 
@@ -154,7 +154,7 @@ def quick_kalman() -> type:
             pos = self._std_weight_position * means[:, 3]
             projected = covariances[:, :4, :4].copy()
             fixed = np.ones_like(pos)
-            projected[:, _DIAG4[0], _DIAG4[1]] += np.stack([pos, pos, 1e-1 * fixed, pos], axis=1) ** 2
+            projected[:, _DIAG4[0], _DIAG4[1]] += np.array([pos, pos, 1e-1 * fixed, pos]).T ** 2
             return projected
 
     return QuickKalman
@@ -171,7 +171,7 @@ def quick_tracker() -> type:
     slices of that matrix with the same scipy assignment, computes the second stage's box overlaps in one
     go, and predicts and updates the filters as one stack. The same costs, the same assignments, the same
     tracks: on UCSD Ped2's test clips and 131,000 frames of generated scenes, identical to the stock
-    tracker's, in 0.46 ms a frame on Ped2 instead of 0.92. Needs :func:`quick_kalman`'s filter."""
+    tracker's, in 0.43 ms a frame on Ped2 instead of 0.92. Needs :func:`quick_kalman`'s filter."""
     from deep_sort_realtime.deep_sort import linear_assignment
     from deep_sort_realtime.deep_sort.kalman_filter import chi2inv95
     from deep_sort_realtime.deep_sort.tracker import Tracker
@@ -185,7 +185,7 @@ def quick_tracker() -> type:
         near = [r for r, k in enumerate(track_indices) if tracks[k].time_since_update <= 1]
         if not near:
             return costs
-        boxes = np.stack([tracks[track_indices[r]].to_ltwh() for r in near])[:, None, :]
+        boxes = np.array([tracks[track_indices[r]].to_ltwh() for r in near])[:, None, :]
         candidates = np.asarray([detections[i].ltwh for i in detection_indices])[None]
         corners = np.minimum(boxes[..., :2] + boxes[..., 2:], candidates[..., :2] + candidates[..., 2:])
         overlap = np.maximum(0.0, corners - np.maximum(boxes[..., :2], candidates[..., :2])).prod(axis=2)
@@ -253,7 +253,7 @@ def quick_tracker() -> type:
                 return
             # Kept for this frame's matching and updates, which see the tracks in the same order.
             self._means, self._covariances = self.kf.predict_many(
-                np.stack([t.mean for t in self.tracks]), np.stack([t.covariance for t in self.tracks])
+                np.array([t.mean for t in self.tracks]), np.array([t.covariance for t in self.tracks])
             )
             for track, mean, covariance in zip(self.tracks, self._means, self._covariances, strict=True):
                 track.predict(Given(mean, covariance))
@@ -261,8 +261,10 @@ def quick_tracker() -> type:
         def _match(self, detections: list) -> tuple[list, list, list]:
             if self.gating_only_position:
                 return super()._match(detections)
-            confirmed = [i for i, t in enumerate(self.tracks) if t.is_confirmed()]
-            unconfirmed = [i for i, t in enumerate(self.tracks) if not t.is_confirmed()]
+            confirmed: list[int] = []
+            unconfirmed: list[int] = []
+            for i, t in enumerate(self.tracks):
+                (confirmed if t.is_confirmed() else unconfirmed).append(i)
             matches_a, unmatched_detections = self._cascade(
                 self._gated_costs(detections, confirmed), confirmed, len(detections)
             )
@@ -308,7 +310,7 @@ def quick_tracker() -> type:
                         unmatched[c] for c in cols
                     ]
                     continue
-                sub = costs[np.ix_(rows, unmatched)]
+                sub = costs[rows][:, unmatched]
                 sub[sub > bar] = bar + 1e-5
                 picked_rows, picked_cols = linear_sum_assignment(sub)
                 picked = set(picked_cols.tolist())
@@ -452,7 +454,7 @@ class TrackStepper:
         return set(self.tracks)
 
     def _step(self, track_id: int, seen: _Seen) -> TrackStep:
-        boxes = np.stack(seen.boxes)
+        boxes = np.array(seen.boxes)
         mean = boxes.mean(0)
         centre = np.array([(mean[0] + mean[2]) / 2, (mean[1] + mean[3]) / 2], np.float32)
         seconds = self.stride / self.fps
