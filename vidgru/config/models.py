@@ -129,7 +129,7 @@ class BehaviourConfig(StrictModel):
     enabled: bool = Field(
         False,
         description="Train and run the behaviour model (its score joins the frame score). Off by default until "
-        "it meets its recall bar on stop-and-go and costs less time (on UCSD Ped2, analyze ran about 13% slower "
+        "it meets its recall bar on stop-and-go and costs less time (on UCSD Ped2, analyze ran 11-13% slower "
         "with it; BENCHMARKS.md); `vidgru train --memory N` turns "
         'it on. In the --config of analyze or evaluate, "enabled: false" written out leaves a trained '
         "model's behaviour GRUs out; a config without it keeps them.",
