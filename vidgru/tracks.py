@@ -370,7 +370,8 @@ def detect(
     row_of[keep] = np.arange(1, len(keep) + 1)
     pixels = np.flatnonzero(labels)
     rows = row_of[labels.ravel()[pixels]]
-    pixels, rows = pixels[rows > 0], rows[rows > 0] - 1
+    kept = rows > 0
+    pixels, rows = pixels[kept], rows[kept] - 1
     q = colour.reshape(-1, 3)[pixels] >> _BIN_SHIFT
     bins = (q[:, 0].astype(np.int64) * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2]
     counts = np.bincount(rows * N_EMBED + bins, minlength=len(keep) * N_EMBED).reshape(len(keep), N_EMBED)
@@ -417,14 +418,13 @@ class TrackStepper:
         """One frame's detections (from :func:`detect`); the steps that end with this frame (else [])."""
         # As DeepSort.update_tracks does, without its checks and its unused suppression's arrays.
         boxes = np.column_stack([detections[:, :2], detections[:, 2:4] - detections[:, :2]])
-        features = detections[:, 4:]
+        sized = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         tracker = self.tracker.tracker
         tracker.predict()
         tracker.update(
             [
                 self._detection(box, 1.0, feature, class_name="blob")
-                for box, feature in zip(boxes, features, strict=True)
-                if box[2] > 0 and box[3] > 0
+                for box, feature in zip(boxes[sized], detections[sized, 4:], strict=True)
             ]
         )
         tracks = tracker.tracks
