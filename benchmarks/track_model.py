@@ -207,7 +207,9 @@ def main() -> None:
         on = since >= 0
         counted = np.where(on, scores, 0).astype(np.float32)
         cells = np.zeros(len(counted), np.int64)
-        for event in detect_events(key[1], counted, cells, FPS, cfg.events, "track-model", since):
+        for event in detect_events(
+            key[1], counted, cells, FPS, cfg.events, "track-model", since, cfg.behaviour.min_run_s
+        ):
             found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern"))
     held_out = np.concatenate(held_out_logits)
     held_out = held_out[np.isfinite(held_out)]

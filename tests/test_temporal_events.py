@@ -119,3 +119,37 @@ def test_a_behaviours_event_bridges_longer_gaps_than_others() -> None:
         ]
         changes += det.close()
         assert [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"] == expected
+
+
+def test_a_behaviour_that_came_back_inside_the_gap_carries_its_event_on_once_confirmed() -> None:
+    """A pacer's score dips at a turn: the run that follows began inside the 5-frame gap but is confirmed
+    (``since`` given) only 3 frames later, after the gap. With ``confirm_s`` the event waits for it."""
+    cfg = EventsConfig(
+        threshold=1.0, hysteresis=0.9, min_duration_s=0.0, merge_gap_s=0.1, behaviour_merge_gap_s=0.5
+    )
+    # Behaviour active 0-3; back at frame 7 (inside the gap: 3 + 5), confirmed from frame 10 on.
+    scores = [2.0] * 4 + [0.0] * 6 + [2.0] * 3 + [0.0] * 12
+    since = [0] * 4 + [None] * 6 + [7] * 3 + [None] * 12
+    # A run that began after the gap (frame 9) is an event of its own, as is everything without confirm_s.
+    late = [0] * 4 + [None] * 6 + [9] * 3 + [None] * 12
+    cases = [(since, 0.3, [(0, 12)]), (since, 0.0, [(0, 3), (7, 12)]), (late, 0.3, [(0, 3), (9, 12)])]
+    for begun, confirm_s, expected in cases:
+        det = EventDetector("cam", cfg, fps=10, model="m", confirm_s=confirm_s)
+        changes = [
+            c for i, (s, b) in enumerate(zip(scores, begun, strict=True)) for c in det.update(i, s, 0, b)
+        ]
+        ends = [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"]
+        assert ends == expected, (confirm_s, begun[10])
+        assert det.close() == []
+    # While it waits, a new cause that is no behaviour of the gap ends the event and opens its own.
+    det = EventDetector("cam", cfg, fps=10, model="m", confirm_s=0.3)
+    changes = [c for i in range(4) for c in det.update(i, 2.0, 0, 0)]
+    changes += [c for i in range(4, 9) for c in det.update(i, 0.0, 0)]
+    changes += det.update(9, 2.0, 1)
+    changes += det.close()
+    assert [(c.type, c.event.start_frame, c.event.end_frame) for c in changes] == [
+        ("start", 0, 3),  # the same event object, updated till its end
+        ("end", 0, 3),
+        ("start", 9, 9),
+        ("end", 9, 9),
+    ]

@@ -8,7 +8,9 @@ A frame may say that its cause began earlier (``since``): a behaviour is confirm
 for ``behaviour.min_run_s``, and an event it opens starts where it began, as Frigate's loitering event
 starts when the object arrived, not when the loitering timer ran out. It never reaches back into the
 previous event. An event whose last active frame was such a behaviour's bridges gaps of up to
-``behaviour_merge_gap_s``, not ``merge_gap_s``.
+``behaviour_merge_gap_s``, not ``merge_gap_s``. Given ``confirm_s`` (``behaviour.min_run_s``), such an event
+ends only ``confirm_s`` after that gap has passed: a behaviour that came back inside the gap is confirmed
+that much later, and then carries the same event on (one alert for a pacer whose score dips at a turn).
 
 Example::
 
@@ -84,12 +86,15 @@ class EventDetector:
         fps: float,
         model: str,
         clock: Callable[[int], float | str] | None = None,
+        confirm_s: float = 0.0,
     ) -> None:
+        """``confirm_s``: how long a behaviour must hold before its frames come with a ``since``."""
         self.source, self.cfg, self.fps, self.model = source, cfg, fps, model
         self.clock = clock or (lambda frame: round(frame / fps, 3))
         self.min_frames = max(1, round(cfg.min_duration_s * fps))
         self.gap_frames = max(0, round(cfg.merge_gap_s * fps))
         self.behaviour_gap_frames = max(self.gap_frames, round(cfg.behaviour_merge_gap_s * fps))
+        self.confirm_frames = max(0, round(confirm_s * fps))
         self._last_from_behaviour = False  # whether the open event's last active frame came with a ``since``
         self._open: Event | None = None
         self._started = False
@@ -108,37 +113,56 @@ class EventDetector:
         ev = self._open
         if ev is None:
             if score >= cfg.threshold:
-                first = frame if since is None else min(frame, max(since, self._last_end + 1))
-                start = self.clock(first)
-                ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
-                ev = Event(
-                    ev_id,
-                    self.source,
-                    first,
-                    frame,
-                    start,
-                    self.clock(frame),
-                    frame,
-                    float(score),
-                    cell,
-                    cfg.threshold,
-                    self.model,
-                )
-                self._open, self._started, self._last_active = ev, False, frame
-                self._last_from_behaviour = since is not None
-        elif score >= cfg.threshold * cfg.hysteresis:
+                self._begin(frame, score, cell, since)
+        elif score >= cfg.threshold * cfg.hysteresis and not self._waiting(frame, since):
             self._last_active, self._last_from_behaviour = frame, since is not None
             ev.end_frame, ev.end_time = frame, self.clock(frame)
             if score > ev.peak_score:
                 ev.peak_frame, ev.peak_score, ev.peak_cell = frame, float(score), cell
-        elif frame - self._last_active > (
-            self.behaviour_gap_frames if self._last_from_behaviour else self.gap_frames
-        ):
+        elif frame - self._last_active > self._gap(score):
             changes += self._finish()
+            if score >= cfg.threshold:  # a new cause while a behaviour's event waited for its own
+                self._begin(frame, score, cell, since)
         if self._open is not None and not self._started and self._duration(self._open) >= self.min_frames:
             self._started = True
             changes.append(EventChange("start", self._open))
         return changes
+
+    def _begin(self, frame: int, score: float, cell: int, since: int | None) -> None:
+        first = frame if since is None else min(frame, max(since, self._last_end + 1))
+        start = self.clock(first)
+        ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
+        self._open = Event(
+            ev_id,
+            self.source,
+            first,
+            frame,
+            start,
+            self.clock(frame),
+            frame,
+            float(score),
+            cell,
+            self.cfg.threshold,
+            self.model,
+        )
+        self._started, self._last_active = False, frame
+        self._last_from_behaviour = since is not None
+
+    def _waiting(self, frame: int, since: int | None) -> bool:
+        """Whether a behaviour's event is past its gap, waiting to see whether a run that began inside the
+        gap is confirmed, and this frame is not such a run."""
+        if not (self.confirm_frames and self._last_from_behaviour):
+            return False
+        limit = self._last_active + self.behaviour_gap_frames
+        return frame > limit and (since is None or since > limit)
+
+    def _gap(self, score: float) -> int:
+        """Frames without activity after which the open event ends."""
+        if not self._last_from_behaviour:
+            return self.gap_frames
+        if score >= self.cfg.threshold:  # past the gap, only a run that began inside it carries the event on
+            return self.behaviour_gap_frames
+        return self.behaviour_gap_frames + self.confirm_frames
 
     def _duration(self, ev: Event) -> int:
         return ev.end_frame - ev.start_frame + 1

@@ -155,9 +155,11 @@ def detect_events(
     cfg: EventsConfig,
     model_id: str,
     since: np.ndarray | None = None,
+    confirm_s: float = 0.0,
 ) -> list[Event]:
-    """A clip's events from its frame scores; ``since`` (-1 where none): each frame's cause began there."""
-    detector = EventDetector(source, cfg, fps, model_id)
+    """A clip's events from its frame scores; ``since`` (-1 where none): each frame's cause began there,
+    once it had held ``confirm_s`` (:class:`vidgru.events.EventDetector`)."""
+    detector = EventDetector(source, cfg, fps, model_id, confirm_s=confirm_s)
     changes = []
     began = since.tolist() if since is not None else [-1] * len(scores)
     for frame, (score, cell, first) in enumerate(zip(scores.tolist(), cells.tolist(), began, strict=True)):
@@ -220,7 +222,14 @@ def _finish_clip(
     raw, scores, cells = scored.raw, scored.scores, scored.cells
     telemetry.frames_analysed(name, frames)
     events = detect_events(
-        features.clip.name, scores, cells, features.fps, events_cfg, model_id, scored.since
+        features.clip.name,
+        scores,
+        cells,
+        features.fps,
+        events_cfg,
+        model_id,
+        scored.since,
+        model.config.behaviour.min_run_s,
     )
     peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
     stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}

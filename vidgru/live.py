@@ -200,7 +200,9 @@ class CameraScorer:
         self._captured: dict[int, float] = {}
         self._captured_order: deque[int] = deque(maxlen=max(1, round(60 * fps)))
         self._now: tuple[int, str] = (-1, "")
-        self.detector = EventDetector(camera, events, fps, self.model_id, clock=self._clock)
+        self.detector = EventDetector(
+            camera, events, fps, self.model_id, clock=self._clock, confirm_s=model.config.behaviour.min_run_s
+        )
         # An event starts once it has lasted min_frames (gaps included); its peak is among those frames.
         self._recent: deque[LiveFrame] = deque(maxlen=self.detector.min_frames + self.detector.gap_frames + 2)
         self._open: Event | None = None

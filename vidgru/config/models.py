@@ -240,7 +240,9 @@ class EventsConfig(StrictModel):
         le=600,
         description="An event whose last frames the behaviour models drove (reason time_pattern) stays open "
         "through a gap this long: their evidence comes and goes (a pacer's score dips at each turn, a track "
-        "is lost for a step), and one behaviour is one alert. Its end record comes this much later.",
+        "is lost for a step), and one behaviour is one alert. A run that comes back inside the gap is "
+        "confirmed behaviour.min_run_s after it began, so the event waits that much longer before it ends; "
+        "its end record comes up to this plus behaviour.min_run_s later.",
     )
     thumbnails: bool = Field(
         True, description="Save a JPEG of each event's peak frame beside the events file."
