@@ -87,6 +87,8 @@ class Averaged:
 
     def __init__(self, models: Sequence[TrackModel]) -> None:
         self.models = list(models)
+        self.hold = self.models[0].hold
+        self._held = TrackModel._held.__get__(self)
 
     def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
         each = [m.score_tracks(tracks) for m in self.models]
@@ -127,7 +129,7 @@ def main() -> None:
         parser.error("--folds needs at least 2 folds (0: calibrate on the tails, as vidgru train once did)")
     sizes = argparse.Namespace(
         seed=args.seed,
-        train_clips=10,
+        train_clips=30,  # temporal.py's default
         train_seconds=60.0,
         normal_minutes=10.0,
         episodes_per_kind=10,

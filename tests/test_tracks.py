@@ -25,6 +25,7 @@ from vidgru.track_training import (
 from vidgru.tracks import (
     N_TRACK,
     TRACK_FEATURES,
+    VELOCITY_NOISE,
     TrackSequence,
     TrackStepper,
     box_cells,
@@ -95,6 +96,8 @@ def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
     from deep_sort_realtime.deep_sort.kalman_filter import KalmanFilter
 
     stock, quick = KalmanFilter(), quick_kalman()()
+    assert quick._std_weight_velocity == VELOCITY_NOISE != stock._std_weight_velocity
+    stock._std_weight_velocity = VELOCITY_NOISE
     rng = np.random.default_rng(0)
     states, measures, crowd = [], [], []
     for _ in range(20):
@@ -190,6 +193,38 @@ def test_live_steps_equal_scoring_the_whole_clip(memory: int) -> None:
         assert logit == pytest.approx(float(best[k]), abs=1e-5)
         assert box is not None and np.allclose(box, boxes[k])
     assert live[stride - 2][0] == -np.inf  # nothing before the first step is complete
+
+
+@pytest.mark.parametrize("hold", [0, 2])
+def test_a_track_hidden_for_a_moment_keeps_its_last_score_for_hold_steps(hold: int) -> None:
+    # A walker hidden for frames 40-54 (steps 8, 9 and 10 of 5 frames) and seen again: it keeps the score
+    # of its last seen step for `hold` steps, then counts no more; live and batch agree step for step.
+    frames, stride = 100, 5
+    background, images = _scene([20.0 + t for t in range(frames)], frames)
+    for img in images[40:55]:
+        img[:] = 100
+    detections = [detect(f, background) for f in images]
+    model = TrackModel.build(8, 2, 0, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3, hold=hold)
+    tracks = clip_tracks(detections, stride, 10.0)
+    seen = np.unique(np.concatenate([t.steps for t in tracks]))
+    assert 7 in seen and not {8, 9, 10} & set(seen) and 11 in seen
+    best, boxes = model.clip_logits(tracks, frames // stride)
+    (first, *_) = tracks
+    last_seen = model.score_tracks([first])[0][list(first.steps).index(7)]
+    for k in (8, 9):
+        if hold:
+            assert best[k] == pytest.approx(last_seen) and np.allclose(
+                boxes[k], first.boxes[first.steps == 7][0]
+            )
+        else:
+            assert best[k] == -np.inf and np.isnan(boxes[k]).all()
+    assert best[10] == -np.inf
+    scorer = TrackScorer(model, stride, 10.0)
+    live = [scorer.push(d) for d in detections]
+    for k in range(frames // stride):
+        logit, box = live[k * stride + stride - 1]
+        assert logit == pytest.approx(float(best[k]), abs=1e-5)
+        assert (box is None) == np.isnan(boxes[k]).all()
 
 
 def test_a_track_outside_the_region_of_interest_does_not_count() -> None:

@@ -248,5 +248,7 @@ def _load_tracks(saved: dict | None, cfg: BehaviourConfig) -> tuple[TrackModel |
         net = TrackGRU(cfg.hidden)
         net.load_state_dict(state)
         nets.append(net)
-    model = TrackModel(nets, saved["mean"].numpy(), saved["std"].numpy(), int(saved["memory"]))
+    model = TrackModel(
+        nets, saved["mean"].numpy(), saved["std"].numpy(), int(saved["memory"]), cfg.hold_steps
+    )
     return model, Calibration(**saved["calibration"])

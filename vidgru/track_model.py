@@ -52,20 +52,31 @@ class TrackState:
 
 
 class TrackModel:
-    def __init__(self, nets: list[TrackGRU], mean: np.ndarray, std: np.ndarray, memory: int) -> None:
+    """``hold``: steps for which a track that was not seen keeps its last logit in the clip's score."""
+
+    def __init__(
+        self, nets: list[TrackGRU], mean: np.ndarray, std: np.ndarray, memory: int, hold: int = 0
+    ) -> None:
         self.nets = [n.eval() for n in nets]
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
-        self.memory = memory
+        self.memory, self.hold = memory, hold
 
     @classmethod
     def build(
-        cls, hidden: int, ensemble: int, memory: int, mean: np.ndarray, std: np.ndarray, seed: int
+        cls,
+        hidden: int,
+        ensemble: int,
+        memory: int,
+        mean: np.ndarray,
+        std: np.ndarray,
+        seed: int,
+        hold: int = 0,
     ) -> TrackModel:
         nets = []
         for i in range(ensemble):
             torch.manual_seed(seed * 1000 + 700 + i)
             nets.append(TrackGRU(hidden))
-        return cls(nets, mean, std, memory)
+        return cls(nets, mean, std, memory, hold)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
@@ -99,17 +110,28 @@ class TrackModel:
         return torch.stack([net(windows)[0][:, -1] for net in self.nets]).mean(0)
 
     def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per step of the clip, the highest logit of the tracks seen in it (-inf where none was) and that
-        track's box ``(n_steps, 4)`` (NaN where none)."""
+        """Per step of the clip, the highest logit of the tracks seen in it or in the ``hold`` steps before
+        (each track's latest) (-inf where none was), and that track's box ``(n_steps, 4)`` (NaN where none)."""
         best = np.full(n_steps, -np.inf, np.float32)
         boxes = np.full((n_steps, 4), np.nan, np.float32)
         for track, logits in zip(tracks, self.score_tracks(tracks), strict=True):
-            inside = track.steps < n_steps
-            steps, logits = track.steps[inside], logits[inside]
-            higher = logits > best[steps]
-            best[steps[higher]] = logits[higher]
-            boxes[steps[higher]] = track.boxes[inside][higher]
+            steps, held = self._held(track.steps)
+            inside = steps < n_steps
+            steps, held = steps[inside], held[inside]
+            higher = logits[held] > best[steps]
+            best[steps[higher]] = logits[held][higher]
+            boxes[steps[higher]] = track.boxes[held][higher]
         return best, boxes
+
+    def _held(self, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A track's seen steps -> the steps it counts in (seen, or unseen for at most ``hold`` steps
+        since) and, for each, the index of its latest seen step."""
+        if not self.hold or not len(seen):
+            return seen, np.arange(len(seen))
+        span = np.arange(seen[0], seen[-1] + self.hold + 1)
+        latest = np.searchsorted(seen, span, side="right") - 1
+        counts = span - seen[latest] <= self.hold
+        return span[counts], latest[counts]
 
     def frame_logits(
         self, tracks: Sequence[TrackSequence], n_frames: int, stride: int
@@ -165,9 +187,9 @@ class TrackModel:
 
 class TrackScorer:
     """One stream's tracker and per-track GRU state, frame by frame, as :meth:`TrackModel.clip_logits`
-    scores a whole clip: every ``stride`` frames, the highest logit of the tracks seen in that step and its
-    box, held until the next step. ``allowed``: ``(cells,)`` bool on ``grid``; tracks whose box centre is
-    elsewhere do not count (a camera's region of interest)."""
+    scores a whole clip: every ``stride`` frames, the highest logit of the tracks seen in that step (or in
+    the model's ``hold`` steps before) and its box, held until the next step. ``allowed``: ``(cells,)``
+    bool on ``grid``; tracks whose box centre is elsewhere do not count (a camera's region of interest)."""
 
     def __init__(
         self,
@@ -181,6 +203,8 @@ class TrackScorer:
         self.stepper = TrackStepper(stride, fps)
         self.state = TrackState()
         self.logit, self.box = -np.inf, None
+        self._steps = 0
+        self._latest: dict[int, tuple[float, np.ndarray, int]] = {}  # track -> logit, box, step last seen
 
     def push(self, detections: np.ndarray) -> tuple[float, np.ndarray | None]:
         steps = self.stepper.push(detections)
@@ -190,9 +214,13 @@ class TrackScorer:
         if self.allowed is not None and len(steps):
             cells = box_cells(np.stack([s.box for s in steps]), self.grid)
             logits = np.where(self.allowed[cells], logits, -np.inf)
-        if len(steps) and np.isfinite(logits).any():
-            best = int(np.argmax(logits))
-            self.logit, self.box = float(logits[best]), steps[best].box
-        else:
-            self.logit, self.box = -np.inf, None
+        for step, logit in zip(steps, logits.tolist(), strict=True):
+            self._latest[step.track] = (logit, step.box, self._steps)
+        for track in [k for k, (_, _, seen) in self._latest.items() if self._steps - seen > self.model.hold]:
+            del self._latest[track]
+        self._steps += 1
+        self.logit, self.box = -np.inf, None
+        for logit, box, _ in self._latest.values():
+            if logit > self.logit:
+                self.logit, self.box = logit, box
         return self.logit, self.box

@@ -174,7 +174,13 @@ def fit_tracks(
     built = [_training_items(s, step_s, cfg, rng) for s in sets]
     flat = np.concatenate([e.features for items, _ in built for e in items])
     model = TrackModel.build(
-        cfg.hidden, cfg.ensemble, cfg.memory, flat.mean(0), np.maximum(flat.std(0), 1e-3), seed
+        cfg.hidden,
+        cfg.ensemble,
+        cfg.memory,
+        flat.mean(0),
+        np.maximum(flat.std(0), 1e-3),
+        seed,
+        cfg.hold_steps,
     )
     data = [_padded(items, model, cfg.memory) for items, _ in built]
     positives = sum(int((y == 1).sum()) for _, y in data)
@@ -200,7 +206,7 @@ def fit_tracks(
 def unseen_by(model: TrackModel, clip: int, folds: int) -> TrackModel:
     """The part of a model fitted with ``folds`` that did not learn from training clip ``clip``."""
     nets = [net for i, net in enumerate(model.nets) if i % folds == clip % folds]
-    return TrackModel(nets, model.mean, model.std, model.memory)
+    return TrackModel(nets, model.mean, model.std, model.memory, model.hold)
 
 
 def _training_items(

@@ -50,6 +50,10 @@ MIN_AREA = 8  # background pixels (at the background's size): a bag is about 16,
 MAX_AGE = 50  # frames a track survives unseen (occluded by a passer-by) before it is dropped
 N_INIT = 3  # frames a blob must be seen before its track counts: noise does not last that long
 NN_BUDGET = 20  # appearance samples kept per track: matching cost stays flat however long it lives
+# How far a track's velocity may change per frame, in box heights: DeepSORT's 1/160 lets a figure that turns
+# or stops leave its track's gate, and a pacer became a new track at each turn (BENCHMARKS.md, 2026-11-30
+# ninth session and 2026-12-01 thirteenth).
+VELOCITY_NOISE = 1 / 40
 TRACKER = {
     "max_age": MAX_AGE,
     "n_init": N_INIT,
@@ -79,12 +83,18 @@ def quick_kalman() -> type:
 
     The tracker calls these per track and frame on 8x8 matrices, where ``np.r_``, ``multi_dot`` and
     scipy's checked wrappers cost more than the arithmetic: on UCSD Ped2's crowds (9.4 blobs a frame)
-    DeepSORT took 2.7 ms a frame with the stock filter and 1.0 ms with this one, and made the same tracks.
-    The model is unchanged: constant velocity in (x, y, aspect, height), the same noise weights. Imported
-    when first asked for, as :class:`TrackStepper` imports DeepSORT."""
+    DeepSORT took 2.7 ms a frame with the stock filter and 1.0 ms with this one, and made the same tracks
+    (at the same noise weights).
+    The model is DeepSORT's: constant velocity in (x, y, aspect, height), with its position noise and
+    :data:`VELOCITY_NOISE` for the velocity's. Imported when first asked for, as :class:`TrackStepper`
+    imports DeepSORT."""
     from deep_sort_realtime.deep_sort.kalman_filter import KalmanFilter
 
     class QuickKalman(KalmanFilter):
+        def __init__(self) -> None:
+            super().__init__()
+            self._std_weight_velocity = VELOCITY_NOISE
+
         def predict(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             pos, vel = self._std_weight_position * mean[3], self._std_weight_velocity * mean[3]
             motion = self._motion_mat

@@ -202,6 +202,19 @@ class BehaviourConfig(StrictModel):
         "edits and floor apply.",
     )
     track_epochs: int = Field(30, ge=1, le=200, description="Training passes of the per-track GRU.")
+    hold_unseen_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=5.0,
+        description="A track the tracker still holds but did not see in a step (hidden behind a passer-by "
+        "or merged with one) keeps its last score for up to this long, so that a behaviour's run of scores "
+        "does not restart there (0: a track counts only in the steps it was seen). Whole steps of step_s.",
+    )
+
+    @property
+    def hold_steps(self) -> int:
+        """``hold_unseen_s`` in steps."""
+        return round(self.hold_unseen_s / self.step_s)
 
     @model_validator(mode="after")
     def _something_to_train(self) -> BehaviourConfig:
