@@ -23,6 +23,7 @@ from vidgru.synthetic import (
     Track,
     _fit_episode,
     behaviour_frames,
+    footage_clip_spec,
     make_behaviour_footage,
     plan_behaviour_scene,
     render_behaviour_scene,
@@ -276,6 +277,10 @@ def test_make_behaviour_footage_writes_clips_labels_and_episodes(tmp_path: Path)
     episodes = json.loads((tmp_path / "episodes.json").read_text())
     assert episodes == {"stop_and_go_000": [{"kind": "stop_and_go", "start": r.start, "end": r.end}]}
     assert len(video_frames(made.test[0])) == 600
+    # The same scenes, planned again from the seeds alone (for a benchmark to know where each figure was).
+    spec = footage_clip_spec(7, "stop_and_go", 0, episode_clip_seconds=(60.0, 60.0))
+    assert plan_behaviour_scene(spec).labels == made.ranges["stop_and_go_000"]
+    assert plan_behaviour_scene(footage_clip_spec(7, "normal", 1, normal_seconds=2)).frames == 20
     # Another seed: other activity (footage for training and for testing must not repeat each other).
     again = make_behaviour_footage(
         tmp_path / "b", seed=8, normal_clips=1, normal_seconds=2, episodes_per_kind=0
@@ -354,5 +359,24 @@ def test_events_file_is_read_from_analyze_records(bench, tmp_path: Path) -> None
     path = tmp_path / "e.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     detections, tampering = bench.read_events(path)
-    assert detections == [bench.Detection("pacing_003", 10, 20, "time_pattern")] and tampering == 1
+    assert detections == [bench.Detection("pacing_003", 10, 20, "time_pattern", 15)] and tampering == 1
     assert bench.frames_per_s("analysed 100 frames of 2 clip(s) in 2.0s (50.0 frames/s): 1 event(s)") == 50.0
+
+
+def test_a_false_alarm_is_told_on_the_episodes_figure_or_on_someone_else(bench) -> None:  # type: ignore[no-untyped-def]
+    scene = plan_behaviour_scene(footage_clip_spec(3, "pacing", 0))
+    (label,) = scene.labels
+    pacer = scene.figures[0]
+    assert pacer.role == "pacing"
+    after = label.end + 10  # the pacer walking off after its last turn
+    others = [f for f in scene.figures[1:] if f.at(after) is not None]
+    assert others and pacer.at(after) is not None
+
+    def event_at(xy: np.ndarray) -> object:
+        box = (xy[0] - 5, xy[1] - 12, xy[0] + 5, xy[1] + 12)
+        return bench.Detection("pacing_000", after - 20, after + 20, "time_pattern", after, box)
+
+    assert bench.on_episode_figure(event_at(pacer.at(after)), scene)
+    far = max(others, key=lambda f: np.hypot(*(f.at(after) - pacer.at(after))))
+    assert not bench.on_episode_figure(event_at(far.at(after)), scene)
+    assert not bench.on_episode_figure(bench.Detection("pacing_000", 1, 2, "speed"), scene)  # no box

@@ -18,6 +18,7 @@ shows: someone who stays (``loiter``), paces, keeps stopping (``stop_and_go``), 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -562,6 +563,30 @@ def clip_seed(seed: int, role: str, index: int) -> int:
     return int(np.random.SeedSequence([seed, tag, index]).generate_state(1)[0])
 
 
+def footage_clip_spec(
+    seed: int,
+    kind: Literal["normal"] | Behaviour,
+    index: int,
+    *,
+    normal_seconds: float = 60.0,
+    episode_clip_seconds: tuple[float, float] = (70.0, 90.0),
+    camera_seed: int = 0,
+    walkers: float = 3.0,
+) -> BehaviourSceneSpec:
+    """The scene of clip ``index`` of ``kind`` in footage that :func:`make_behaviour_footage` made with
+    these arguments: :func:`plan_behaviour_scene` of it says where every figure was (which figure an
+    event's box is on, for a benchmark)."""
+    if kind == "normal":
+        return BehaviourSceneSpec(
+            normal_seconds, clip_seed(seed, "normal", index), camera_seed=camera_seed, walkers=walkers
+        )
+    s = clip_seed(seed, kind, index)
+    rng = np.random.default_rng([s, 2])
+    seconds = float(rng.uniform(*episode_clip_seconds))
+    episode = _fit_episode(kind, seconds, rng)
+    return BehaviourSceneSpec(seconds, s, camera_seed=camera_seed, walkers=walkers, episodes=(episode,))
+
+
 def make_behaviour_footage(
     folder: str | Path,
     *,
@@ -586,21 +611,24 @@ def make_behaviour_footage(
     lo_s, hi_s = episode_clip_seconds
     if lo_s < 60:
         raise ValueError(f"episode clips of {lo_s:g} s are too short: a loiter or a left bag needs 60 s")
-    common = {"camera_seed": camera_seed, "walkers": walkers}
+    clip_spec = functools.partial(
+        footage_clip_spec,
+        seed,
+        normal_seconds=normal_seconds,
+        episode_clip_seconds=(lo_s, hi_s),
+        camera_seed=camera_seed,
+        walkers=walkers,
+    )
     normal, test, ranges, frames = [], [], {}, {}
     for i in range(normal_clips):
-        spec = BehaviourSceneSpec(normal_seconds, clip_seed(seed, "normal", i), **common)  # type: ignore[arg-type]
+        spec = clip_spec("normal", i)
         out = folder / "normal" / f"normal_{i:03d}.mp4"
         render_behaviour_scene(out, spec)
         normal.append(out)
         frames[out.stem] = round(spec.seconds * spec.fps)
     for kind in kinds:
         for i in range(episodes_per_kind):
-            s = clip_seed(seed, kind, i)
-            rng = np.random.default_rng([s, 2])
-            seconds = float(rng.uniform(lo_s, hi_s))
-            episode = _fit_episode(kind, seconds, rng)
-            spec = BehaviourSceneSpec(seconds, s, episodes=(episode,), **common)  # type: ignore[arg-type]
+            spec = clip_spec(kind, i)
             out = folder / "test" / f"{kind}_{i:03d}.mp4"
             ranges[out.stem] = tuple(render_behaviour_scene(out, spec))
             test.append(out)
