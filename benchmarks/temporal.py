@@ -323,7 +323,7 @@ def table(runs: Sequence[ModelRun]) -> list[str]:
         "| false alarms, all footage (per hour of normal footage) | "
         + " | ".join(alarms(r, len(r.score.false_alarms), r.score.normal_frames) for r in runs)
         + " |",
-        "| of those, on the episode's own figure outside its labelled range (as just after it) | "
+        "| of those, on the episode's own figure outside its labelled range (just after it, say) | "
         + " | ".join(str(r.on_episode_figure) for r in runs)
         + " |",
         "| false alarms on the held-out normal clips only | "
