@@ -87,8 +87,7 @@ class Averaged:
 
     def __init__(self, models: Sequence[TrackModel]) -> None:
         self.models = list(models)
-        self.hold = self.models[0].hold
-        self._held = TrackModel._held.__get__(self)
+        self.hold = self.models[0].hold  # TrackModel.clip_logits reads it
 
     def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
         each = [m.score_tracks(tracks) for m in self.models]

@@ -30,6 +30,17 @@ from vidgru.behaviour import frame_logits
 from vidgru.tracks import N_TRACK, TrackSequence, TrackStep, TrackStepper, box_cells
 
 
+def held_steps(seen: np.ndarray, hold: int) -> tuple[np.ndarray, np.ndarray]:
+    """A track's seen steps -> the steps it counts in (seen, or unseen for at most ``hold`` steps since)
+    and, for each, the index of its latest seen step."""
+    if not hold or not len(seen):
+        return seen, np.arange(len(seen))
+    span = np.arange(seen[0], seen[-1] + hold + 1)
+    latest = np.searchsorted(seen, span, side="right") - 1
+    counts = span - seen[latest] <= hold
+    return span[counts], latest[counts]
+
+
 class TrackGRU(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
@@ -115,23 +126,13 @@ class TrackModel:
         best = np.full(n_steps, -np.inf, np.float32)
         boxes = np.full((n_steps, 4), np.nan, np.float32)
         for track, logits in zip(tracks, self.score_tracks(tracks), strict=True):
-            steps, held = self._held(track.steps)
+            steps, held = held_steps(track.steps, self.hold)
             inside = steps < n_steps
             steps, held = steps[inside], held[inside]
             higher = logits[held] > best[steps]
             best[steps[higher]] = logits[held][higher]
             boxes[steps[higher]] = track.boxes[held][higher]
         return best, boxes
-
-    def _held(self, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A track's seen steps -> the steps it counts in (seen, or unseen for at most ``hold`` steps
-        since) and, for each, the index of its latest seen step."""
-        if not self.hold or not len(seen):
-            return seen, np.arange(len(seen))
-        span = np.arange(seen[0], seen[-1] + self.hold + 1)
-        latest = np.searchsorted(seen, span, side="right") - 1
-        counts = span - seen[latest] <= self.hold
-        return span[counts], latest[counts]
 
     def frame_logits(
         self, tracks: Sequence[TrackSequence], n_frames: int, stride: int
@@ -203,7 +204,6 @@ class TrackScorer:
         self.stepper = TrackStepper(stride, fps)
         self.state = TrackState()
         self.logit, self.box = -np.inf, None
-        self._steps = 0
         self._latest: dict[int, tuple[float, np.ndarray, int]] = {}  # track -> logit, box, step last seen
 
     def push(self, detections: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -214,11 +214,11 @@ class TrackScorer:
         if self.allowed is not None and len(steps):
             cells = box_cells(np.stack([s.box for s in steps]), self.grid)
             logits = np.where(self.allowed[cells], logits, -np.inf)
+        now = self.stepper.frames // self.stride
         for step, logit in zip(steps, logits.tolist(), strict=True):
-            self._latest[step.track] = (logit, step.box, self._steps)
-        for track in [k for k, (_, _, seen) in self._latest.items() if self._steps - seen > self.model.hold]:
+            self._latest[step.track] = (logit, step.box, now)
+        for track in [k for k, (_, _, seen) in self._latest.items() if now - seen > self.model.hold]:
             del self._latest[track]
-        self._steps += 1
         self.logit, self.box = -np.inf, None
         for logit, box, _ in self._latest.values():
             if logit > self.logit:
