@@ -23,6 +23,7 @@ from vidgru.track_training import (
     unseen_by,
 )
 from vidgru.tracks import (
+    N_EMBED,
     N_TRACK,
     TRACK_FEATURES,
     VELOCITY_NOISE,
@@ -31,6 +32,7 @@ from vidgru.tracks import (
     box_cells,
     clip_tracks,
     detect,
+    merged_blobs,
     quick_kalman,
     quick_tracker,
 )
@@ -136,6 +138,7 @@ def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
 def test_the_quick_tracker_makes_deepsorts_own_tracks(monkeypatch: pytest.MonkeyPatch) -> None:
     # A busy generated scene (figures crossing, stopping, one pacing): tracks lost and found again, so the
     # matching cascade runs at several track ages.
+    from deep_sort_realtime.deep_sort.track import Track
     from deep_sort_realtime.deep_sort.tracker import Tracker
 
     import vidgru.tracks
@@ -146,6 +149,17 @@ def test_the_quick_tracker_makes_deepsorts_own_tracks(monkeypatch: pytest.Monkey
     detections = [detect(f, background) for f in frames]
     assert type(TrackStepper(5, 10.0).tracker.tracker) is quick_tracker()
     quick = clip_tracks(detections, 5, 10.0)
+    stock_update = Track.update
+
+    def update(track: Track, kf: object, detection: object) -> None:
+        # The one rule vidgru adds to the package's tracks, one track at a time: a merged blob's colours
+        # are not the track's.
+        predicted = track.mean[None, :4].copy()
+        stock_update(track, kf, detection)
+        if merged_blobs(predicted, detection.to_xyah()[None])[0]:
+            track.features.pop()
+
+    monkeypatch.setattr(Track, "update", update)
     monkeypatch.setattr(vidgru.tracks, "quick_tracker", lambda: Tracker)
     assert type(TrackStepper(5, 10.0).tracker.tracker) is Tracker
     stock = clip_tracks(detections, 5, 10.0)
@@ -168,6 +182,42 @@ def test_one_walker_is_one_track_whose_steps_carry_its_velocity() -> None:
     assert np.allclose(walking[:, _VX], 10 / 180, atol=0.01)  # 10 px/s in fractions of the width
     assert (track.features[-8:, _SPEED] < SLOW).all()
     assert list(track.steps) == sorted(track.steps)
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_a_blob_merged_with_another_adds_no_appearance_sample(
+    rule: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One thing tracked for 10 frames; in frame 10 a second one walks into it and the blob doubles, with
+    # both their colours; then it is alone again. The track follows the merged blob, but only its own
+    # colours are kept as its appearance.
+    if not rule:
+        monkeypatch.setattr(
+            "vidgru.tracks.merged_blobs", lambda predicted, measured: np.zeros(len(measured), bool)
+        )
+    own, other = np.zeros(N_EMBED, np.float32), np.zeros(N_EMBED, np.float32)
+    own[5], other[40] = 1.0, 1.0
+    merged = (own + other) / np.sqrt(2)
+
+    def blob(x: float, width: float, colours: np.ndarray) -> np.ndarray:
+        return np.concatenate([[x, 0.4, x + width, 0.52], colours]).astype(np.float32)[None]
+
+    stepper = TrackStepper(5, 10.0)
+    for t in range(15):
+        x = 0.2 + 0.005 * t
+        stepper.push(blob(x, 0.07, merged) if t == 10 else blob(x, 0.035, own))
+    tracker = stepper.tracker.tracker
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].time_since_update == 0
+    samples = np.array(tracker.metric.samples[tracker.tracks[0].track_id])
+    kept_merged = bool(np.isclose(samples @ merged, 1.0).any())
+    assert kept_merged is not rule
+    assert np.isclose(samples @ own, 1.0).any()
+    # Centre, aspect, height: 1.69 times the predicted area is a merge, 1.44 times is not.
+    predicted = np.array([[0.5, 0.5, 0.5, 0.1]])
+    assert merged_blobs(predicted, np.array([[0.5, 0.5, 0.5, 0.13], [0.5, 0.5, 0.5, 0.12]])).tolist() == [
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize("memory", [0, 1, 3])

@@ -54,6 +54,9 @@ NN_BUDGET = 20  # appearance samples kept per track: matching cost stays flat ho
 # or stops leave its track's gate, and a pacer became a new track at each turn (BENCHMARKS.md, 2026-11-30
 # ninth session and 2026-12-01 thirteenth).
 VELOCITY_NOISE = 1 / 40
+# A matched blob over this many times its track's predicted box area holds more than that thing (people
+# crossing), and is kept out of the track's appearance samples (merged_blobs).
+MERGED_AREA = 1.5
 TRACKER = {
     "max_age": MAX_AGE,
     "n_init": N_INIT,
@@ -170,6 +173,18 @@ def quick_kalman() -> type:
     return QuickKalman
 
 
+def merged_blobs(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``(M,)`` bool: which matched blobs are far larger than their track's predicted box (Kalman states
+    ``(M, 8)`` and blobs ``(M, 4)``, both as centre, aspect, height): the thing merged with another.
+
+    Such a blob's colours are two people's. DeepSORT would add them to the track's appearance samples,
+    and when the two part, the track matched the other one as well as its own (on generated scenes, two
+    walkers crossing: one track that turned round; BENCHMARKS.md, 2026-12-02). The blob still moves the
+    track; it only adds no appearance sample."""
+    area = predicted[:, 2] * predicted[:, 3] ** 2  # aspect = width / height
+    return measured[:, 2] * measured[:, 3] ** 2 > MERGED_AREA * area
+
+
 @functools.cache
 def quick_tracker() -> type:
     """deep-sort-realtime's tracker with its per-track work done for all tracks at once.
@@ -181,7 +196,10 @@ def quick_tracker() -> type:
     slices of that matrix with the same scipy assignment, computes the second stage's box overlaps in one
     go, and predicts and updates the filters as one stack. The same costs, the same assignments, the same
     tracks: on UCSD Ped2's test clips and 131,000 frames of generated scenes, identical to the stock
-    tracker's, in 0.43 ms a frame on Ped2 instead of 0.92. Needs :func:`quick_kalman`'s filter."""
+    tracker's, in 0.43 ms a frame on Ped2 instead of 0.92. Needs :func:`quick_kalman`'s filter.
+
+    One rule the package lacks: a blob matched to a track it is far larger than (:func:`merged_blobs`)
+    adds no appearance sample to that track."""
     from deep_sort_realtime.deep_sort import linear_assignment
     from deep_sort_realtime.deep_sort.kalman_filter import chi2inv95
     from deep_sort_realtime.deep_sort.tracker import Tracker
@@ -237,8 +255,12 @@ def quick_tracker() -> type:
                 means, covariances = self.kf.update_many(
                     self._means[tracks], self._covariances[tracks], self._measured[dets]
                 )
-                for (t, d), mean, covariance in zip(matches, means, covariances, strict=True):
-                    self.tracks[t].update(Given(mean, covariance), detections[d])
+                merged = merged_blobs(self._means[tracks], self._measured[dets])
+                for (t, d), mean, covariance, both in zip(matches, means, covariances, merged, strict=True):
+                    track = self.tracks[t]
+                    track.update(Given(mean, covariance), detections[d])
+                    if both:
+                        track.features.pop()
             # From here on as the package's own.
             for t in unmatched_tracks:
                 self.tracks[t].mark_missed()
