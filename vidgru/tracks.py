@@ -253,10 +253,9 @@ def quick_tracker() -> type:
             matches, unmatched_tracks, unmatched_detections = self._match(detections)
             if matches:
                 tracks, dets = [t for t, _ in matches], [d for _, d in matches]
-                means, covariances = self.kf.update_many(
-                    self._means[tracks], self._covariances[tracks], self._measured[dets]
-                )
-                merged = merged_blobs(self._means[tracks], self._measured[dets])
+                predicted, measured = self._means[tracks], self._measured[dets]
+                means, covariances = self.kf.update_many(predicted, self._covariances[tracks], measured)
+                merged = merged_blobs(predicted, measured)
                 for (t, d), mean, covariance, both in zip(matches, means, covariances, merged, strict=True):
                     track = self.tracks[t]
                     track.update(Given(mean, covariance), detections[d])
