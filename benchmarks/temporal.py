@@ -237,15 +237,17 @@ def false_alarms_on_episode_figures(
 ) -> int:
     """How many of ``false_alarms`` (on test clips of footage made with ``sizes``, :func:`footage`) are on
     their episode's own figure: each test clip's scene planned again from its seeds."""
-    count = 0
+    count, scenes = 0, dict[str, BehaviourScene]()
     for d in false_alarms:
         if not ranges.get(d.clip):
             continue
-        kind, index = d.clip.rsplit("_", 1)
-        spec = footage_clip_spec(
-            sizes["seed"] + 1, kind, int(index), episode_clip_seconds=tuple(sizes["clip_seconds"])
-        )
-        count += on_episode_figure(d, plan_behaviour_scene(spec))
+        if d.clip not in scenes:  # planning a scene walks every figure's path: once per clip
+            kind, index = d.clip.rsplit("_", 1)
+            spec = footage_clip_spec(
+                sizes["seed"] + 1, kind, int(index), episode_clip_seconds=tuple(sizes["clip_seconds"])
+            )
+            scenes[d.clip] = plan_behaviour_scene(spec)
+        count += on_episode_figure(d, scenes[d.clip])
     return count
 
 
