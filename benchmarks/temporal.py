@@ -237,7 +237,8 @@ def false_alarms_on_episode_figures(
 ) -> int:
     """How many of ``false_alarms`` (on test clips of footage made with ``sizes``, :func:`footage`) are on
     their episode's own figure: each test clip's scene planned again from its seeds."""
-    count, scenes = 0, dict[str, BehaviourScene]()
+    count = 0
+    scenes: dict[str, BehaviourScene] = {}
     for d in false_alarms:
         if not ranges.get(d.clip):
             continue
