@@ -24,6 +24,7 @@ It measures what ``temporal.py`` cannot afford to repeat:
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --train-seed 1
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --folds 0
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --specialists    # one set of GRUs
 
 ``--work`` takes the folder ``temporal.py`` uses (its footage is reused, or made with the same seeds and
 sizes).
@@ -35,7 +36,7 @@ import argparse
 import copy
 import pickle
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,21 @@ def frame_track_logits(
     return model.frame_logits(tracks, n, stride)[0]
 
 
+def set_norms(model: TrackModel, normal: Callable[[TrackModel], np.ndarray]) -> np.ndarray:
+    """Each set of ``model``'s GRUs on its own scale, as ``vidgru train`` puts them
+    (``vidgru.training._fit_tracks``), from ``normal``: a part's logits on normal footage it has not
+    learnt from. Returns the model's logits there."""
+    sets = [Calibration.fit(finite(normal(model.group(g)))) for g in range(len(model.norms))]
+    model.norms = [(c.median, c.q99) for c in sets]
+    for g, c in enumerate(sets):
+        print(f"GRU set {g}: median {c.median:.2f}, 99th percentile {c.q99:.2f}")
+    return normal(model)
+
+
+def finite(x: np.ndarray) -> np.ndarray:
+    return x[np.isfinite(x)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,6 +139,12 @@ def main() -> None:
         "--separate", action="store_true", help="with --folds: K separate one-GRU fits (the first experiment)"
     )
     parser.add_argument("--bar", type=float, default=1.0, help="with --folds: events from this many q99s")
+    parser.add_argument(
+        "--specialists",
+        nargs="*",
+        choices=["hold", "back_and_forth", "stop_and_go"],
+        help="behaviour.specialists (default: the config's); none given: one set of GRUs, as before them",
+    )
     args = parser.parse_args()
     if args.folds == 1:
         parser.error("--folds needs at least 2 folds (0: calibrate on the tails, as vidgru train once did)")
@@ -140,6 +162,8 @@ def main() -> None:
     cfg.behaviour.enabled = True
     blobs = cached_blobs(args.work, cfg)  # the background of the default seed, whatever --train-seed says
     cfg.temporal.seed = args.train_seed
+    if args.specialists is not None:
+        cfg.behaviour.specialists = args.specialists
     stride = step_stride(FPS, cfg.behaviour.step_s)
     started = time.process_time()
     tracks = {key: clip_tracks(b, stride, FPS) for key, b in blobs.items()}
@@ -151,6 +175,7 @@ def main() -> None:
     if args.folds and args.separate:
         one = copy.deepcopy(cfg.behaviour)
         one.ensemble = 1
+        one.specialists = []  # the first experiment had one set of GRUs
         fold_models = [
             fit_tracks(
                 [tracks[k] for i, k in enumerate(train) if i % args.folds != fold],
@@ -171,21 +196,28 @@ def main() -> None:
         # As vidgru train does (vidgru.training._fit_tracks) with at least as many clips as GRUs.
         clips = [tracks[k] for k in train]
         model = fit_tracks(clips, stride / FPS, cfg.behaviour, cfg.temporal.seed, folds=args.folds)[0]
-        raw = np.concatenate(
-            [
-                frame_track_logits(unseen_by(model, i, args.folds), tracks[k], len(blobs[k]), stride)
-                for i, k in enumerate(train)
-            ]
-        )
+
+        def unseen(part: TrackModel) -> np.ndarray:
+            return np.concatenate(
+                [
+                    frame_track_logits(unseen_by(part, i, args.folds), tracks[k], len(blobs[k]), stride)
+                    for i, k in enumerate(train)
+                ]
+            )
+
+        raw = set_norms(model, unseen)
     else:
         # As vidgru train did before 2026-11-30's eighth session: heads train, tails calibrate.
         splits = {k: max(1, round(len(blobs[k]) * (1 - cfg.temporal.holdout_fraction))) for k in train}
         heads = [clip_tracks(blobs[k][: splits[k]], stride, FPS) for k in train]
         model = fit_tracks(heads, stride / FPS, cfg.behaviour, cfg.temporal.seed)[0]
-        raw = np.concatenate(
-            [frame_track_logits(model, tracks[k], len(blobs[k]), stride)[splits[k] :] for k in train]
+        raw = set_norms(
+            model,
+            lambda part: np.concatenate(
+                [frame_track_logits(part, tracks[k], len(blobs[k]), stride)[splits[k] :] for k in train]
+            ),
         )
-    fitted = Calibration.fit(raw[np.isfinite(raw)])
+    fitted = Calibration.fit(finite(raw))
     # With folds, events start at --bar times the 99th percentile's distance from the median (vidgru train:
     # 1.0, its 99th percentile at the floor); on the tails, the 99th percentile at 1.0, as before.
     at = cfg.behaviour.floor / args.bar if args.folds else 1.0

@@ -173,6 +173,7 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     assert loaded.meta["tracks_folds"] == 3
     assert loaded.tracks_calibration is not None
     assert loaded.tracks_calibration.at_q99 == loaded.config.behaviour.floor
+    assert loaded.tracks.groups == [0, 0, 0] and loaded.tracks.norms == [(0.0, 1.0)]  # one set of GRUs
     events = tmp_path / "events.jsonl"
     analyze_loiter(behaviour_footage, model, tmp_path)
     start, end = json.loads((root / "label.json").read_text())
@@ -233,11 +234,18 @@ def test_one_recording_is_cut_into_pieces_that_the_track_model_is_trained_and_ca
     """Fewer clips than GRUs (one camera's recording, say): the folds are pieces of it, not its tails."""
     model = tmp_path / "model"
     one = behaviour_footage["normal"] / "normal_0.mp4"
-    run_cli("train", "--normal", str(one), "--out", str(model), "--memory", "0")
+    # With a stop-and-go set of GRUs beside the one that learns every behaviour: each set's scale comes
+    # from the pieces it did not learn from, and is saved with the model.
+    config = tmp_path / "specialist.yaml"
+    config.write_text("behaviour:\n  specialists: [stop_and_go]\n")
+    run_cli("train", "--normal", str(one), "--out", str(model), "--memory", "0", "--config", str(config))
     loaded = load_model(model)
     assert loaded.meta["tracks_folds"] == 3 and loaded.meta["tracks_pieces"] == 3
     assert loaded.tracks_calibration is not None
     assert loaded.tracks_calibration.at_q99 == loaded.config.behaviour.floor
+    assert loaded.tracks is not None and loaded.tracks.groups == [0, 0, 0, 1, 1, 1]
+    assert [q for _, q in loaded.tracks.norms] == pytest.approx(loaded.meta["tracks_sets_q99"], abs=1e-3)
+    assert all(q > m for m, q in loaded.tracks.norms)
 
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:

@@ -220,8 +220,8 @@ def test_a_blob_merged_with_another_adds_no_appearance_sample(
     ]
 
 
-@pytest.mark.parametrize("memory", [0, 1, 3])
-def test_live_steps_equal_scoring_the_whole_clip(memory: int) -> None:
+@pytest.mark.parametrize(("memory", "sets"), [(0, 1), (1, 1), (3, 1), (0, 2), (3, 2)])
+def test_live_steps_equal_scoring_the_whole_clip(memory: int, sets: int) -> None:
     # Two figures, one walking back and forth, one standing: the live scorer's frame logits are the
     # clip's, frame for frame.
     frames = 200
@@ -231,7 +231,10 @@ def test_live_steps_equal_scoring_the_whole_clip(memory: int) -> None:
         img[80:94, 140:146] = (200, 40, 40)
     detections = [detect(f, background) for f in images]
     cfg = BehaviourConfig(hidden=8, ensemble=2, memory=memory)
-    model = TrackModel.build(cfg.hidden, cfg.ensemble, memory, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3)
+    model = TrackModel.build(
+        cfg.hidden, cfg.ensemble, memory, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3, sets=sets
+    )
+    model.norms = [(-0.5, 1.5), (0.2, 0.6)][:sets]
     stride = 5
     tracks = clip_tracks(detections, stride, 10.0)
     assert len(tracks) == 2
@@ -322,18 +325,36 @@ def test_edits_label_only_what_outlasts_or_repeats() -> None:
     assert stopped.features[third_stop : third_stop + 4, _SPEED].mean() < SLOW
 
 
+def test_a_track_scores_the_highest_of_its_sets_each_on_its_own_scale() -> None:
+    rng = np.random.default_rng(1)
+    track = TrackSequence(0, np.arange(30), _walk(30, rng), np.zeros((30, 4), np.float32))
+    model = TrackModel.build(8, 2, 0, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3, sets=2)
+    assert model.groups == [0, 0, 1, 1]
+    raw = [model.group(g).score_tracks([track])[0] for g in (0, 1)]
+    # Set 1 is new (its own initialisation), not a copy of set 0.
+    assert not np.allclose(raw[0], raw[1])
+    model.norms = [(float(raw[0].min()), float(raw[0].max())), (float(raw[1].max()), float(raw[1].max()) + 1)]
+    expected = np.maximum((raw[0] - raw[0].min()) / (raw[0].max() - raw[0].min()), raw[1] - raw[1].max())
+    assert np.allclose(model.score_tracks([track])[0], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="norms"):
+        TrackModel(model.nets, model.mean, model.std, 0, groups=model.groups, norms=[(0.0, 1.0)])
+
+
 def test_fold_training_leaves_every_clip_unseen_by_one_gru() -> None:
     rng = np.random.default_rng(0)
     clips = [
         [TrackSequence(t, np.arange(40), _walk(40, rng), np.zeros((40, 4), np.float32)) for t in range(3)]
         for _ in range(4)
     ]
-    cfg = BehaviourConfig(enabled=True, ensemble=3, track_epochs=1, hidden=8)
+    cfg = BehaviourConfig(enabled=True, ensemble=3, track_epochs=1, hidden=8, specialists=["stop_and_go"])
     model, meta = fit_tracks(clips, 0.5, cfg, seed=0, folds=3)
-    assert meta["tracks_folds"] == 3 and len(model.nets) == 3
-    # GRU i learnt from every clip but those at i, i + 3, ...: clip j is scored by GRU j % 3 alone.
+    # Three GRUs that learn every behaviour, three that learn stop-and-go alone.
+    assert meta["tracks_folds"] == 3 and len(model.nets) == 6 and model.groups == [0, 0, 0, 1, 1, 1]
+    # In each set, GRU i learnt from every clip but those at i, i + 3, ...: clip j is scored by GRU j % 3
+    # of each set alone.
     for j in range(4):
-        assert unseen_by(model, j, 3).nets == [model.nets[j % 3]]
+        part = unseen_by(model, j, 3)
+        assert part.nets == [model.nets[j % 3], model.nets[3 + j % 3]] and part.groups == [0, 1]
     # The GRUs differ by what they learnt from, not only by their seeds: one fit per fold gives other logits
     # than one fit of all clips.
     whole, _ = fit_tracks(clips, 0.5, cfg, seed=0)

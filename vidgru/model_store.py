@@ -103,7 +103,11 @@ def _write_model(model: TrainedModel, out: Path, final: Path) -> str:
         payload["behaviour"] = _memory_payload(model.behaviour, model.behaviour_calibration)
         payload["behaviour"]["n_cells"] = model.behaviour.n_cells
     if model.tracks is not None and model.tracks_calibration is not None:
-        payload["tracks"] = _memory_payload(model.tracks, model.tracks_calibration)
+        payload["tracks"] = {
+            **_memory_payload(model.tracks, model.tracks_calibration),
+            "groups": model.tracks.groups,
+            "norms": model.tracks.norms,
+        }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     (out / "model.pt").write_bytes(buffer.getvalue())
@@ -248,7 +252,14 @@ def _load_tracks(saved: dict | None, cfg: BehaviourConfig) -> tuple[TrackModel |
         net = TrackGRU(cfg.hidden)
         net.load_state_dict(state)
         nets.append(net)
+    # Models saved before sets of GRUs have one set, on its logits' own scale.
     model = TrackModel(
-        nets, saved["mean"].numpy(), saved["std"].numpy(), int(saved["memory"]), cfg.hold_steps
+        nets,
+        saved["mean"].numpy(),
+        saved["std"].numpy(),
+        int(saved["memory"]),
+        cfg.hold_steps,
+        saved.get("groups"),
+        saved.get("norms"),
     )
     return model, Calibration(**saved["calibration"])

@@ -63,14 +63,48 @@ class TrackState:
 
 
 class TrackModel:
-    """``hold``: steps for which a track that was not seen keeps its last logit in the clip's score."""
+    """``hold``: steps for which a track that was not seen keeps its last logit in the clip's score.
+
+    The nets come in sets (``groups``: each net's set; all 0 when there is one): one that learnt every
+    behaviour and specialists that learnt one. A set's logit is the mean of its nets'; ``norms`` (per set,
+    its unseen normal footage's median and 99th percentile) put the sets on one scale, on which a track's
+    logit is the highest of its sets'. One set with norms ``(0, 1)`` is its nets' mean logit as it is."""
 
     def __init__(
-        self, nets: list[TrackGRU], mean: np.ndarray, std: np.ndarray, memory: int, hold: int = 0
+        self,
+        nets: list[TrackGRU],
+        mean: np.ndarray,
+        std: np.ndarray,
+        memory: int,
+        hold: int = 0,
+        groups: Sequence[int] | None = None,
+        norms: Sequence[Sequence[float]] | None = None,
     ) -> None:
         self.nets = [n.eval() for n in nets]
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         self.memory, self.hold = memory, hold
+        self.groups = [int(g) for g in groups] if groups is not None else [0] * len(nets)
+        if len(self.groups) != len(nets) or sorted(set(self.groups)) != list(range(max(self.groups) + 1)):
+            raise ValueError(f"groups {self.groups} do not number {len(nets)} nets' sets 0, 1, ...")
+        count = max(self.groups) + 1
+        self.norms = [(float(m), float(q)) for m, q in norms] if norms is not None else [(0.0, 1.0)] * count
+        if len(self.norms) != count:
+            raise ValueError(f"{len(self.norms)} norms for {count} sets of nets")
+
+    def group(self, index: int) -> TrackModel:
+        """Set ``index``'s nets alone, on their own logits' scale."""
+        nets = [net for net, g in zip(self.nets, self.groups, strict=True) if g == index]
+        return TrackModel(nets, self.mean, self.std, self.memory, self.hold)
+
+    def _combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-net logits ``(nets, ...)`` -> the track's: each set's mean on its norm, the highest set's."""
+        if len(self.norms) == 1 and self.norms[0] == (0.0, 1.0):
+            return logits.mean(0)
+        groups = torch.tensor(self.groups)
+        sets = []
+        for g, (median, q99) in enumerate(self.norms):
+            sets.append((logits[groups == g].mean(0) - median) / (q99 - median))
+        return torch.stack(sets).max(0).values
 
     @classmethod
     def build(
@@ -82,12 +116,16 @@ class TrackModel:
         std: np.ndarray,
         seed: int,
         hold: int = 0,
+        sets: int = 1,
     ) -> TrackModel:
-        nets = []
-        for i in range(ensemble):
-            torch.manual_seed(seed * 1000 + 700 + i)
-            nets.append(TrackGRU(hidden))
-        return cls(nets, mean, std, memory, hold)
+        """``sets`` of ``ensemble`` nets each (set 0's initialised as when there was one set)."""
+        nets, groups = [], []
+        for g in range(sets):
+            for i in range(ensemble):
+                torch.manual_seed(seed * 1000 + 700 + 10 * g + i)
+                nets.append(TrackGRU(hidden))
+                groups.append(g)
+        return cls(nets, mean, std, memory, hold, groups)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
@@ -108,7 +146,7 @@ class TrackModel:
         for i, t in enumerate(tracks):
             padded[i, : lengths[i]] = self.standardise(t.features)
         x = torch.from_numpy(padded)
-        logits = torch.stack([net(x)[0] for net in self.nets]).mean(0).numpy()
+        logits = self._combine(torch.stack([net(x)[0] for net in self.nets])).numpy()
         return [logits[i, :n] for i, n in enumerate(lengths)]
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +156,7 @@ class TrackModel:
         return padded.unfold(0, self.memory, 1).transpose(1, 2)
 
     def _mean_last(self, windows: torch.Tensor) -> torch.Tensor:
-        return torch.stack([net(windows)[0][:, -1] for net in self.nets]).mean(0)
+        return self._combine(torch.stack([net(windows)[0][:, -1] for net in self.nets]))
 
     def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Per step of the clip, the highest logit of the tracks seen in it or in the ``hold`` steps before
@@ -180,7 +218,7 @@ class TrackModel:
         outs = [net(x[:, None, :], h) for net, h in zip(self.nets, hidden, strict=True)]
         for k, s in enumerate(steps):
             state.hidden[s.track] = [h[:, k : k + 1] for _, h in outs]
-        return torch.stack([logit[:, 0] for logit, _ in outs]).mean(0).numpy()
+        return self._combine(torch.stack([logit[:, 0] for logit, _ in outs])).numpy()
 
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         return [n.state_dict() for n in self.nets]

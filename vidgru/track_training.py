@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,6 +43,10 @@ SLOW = 0.015  # picture widths per second (5 px/s at 360 px): slower than anyone
 _SWAY = 0.003  # picture fraction: a person standing sways about a pixel either way
 _CHAIN = 3  # normal tracks per chained sequence, ...
 _CHAINS = 2  # ... and chains per track: long sequences of normal walking
+
+
+EditKind = Literal["hold", "back_and_forth", "stop_and_go"]
+EDIT_KINDS: tuple[EditKind, ...] = ("hold", "back_and_forth", "stop_and_go")
 
 
 @dataclass
@@ -124,14 +129,19 @@ def stop_and_go(
 
 
 def make_edits(
-    f: np.ndarray, count: int, stop: int, step_s: float, rng: np.random.Generator
+    f: np.ndarray,
+    count: int,
+    stop: int,
+    step_s: float,
+    rng: np.random.Generator,
+    kinds: Sequence[EditKind] = EDIT_KINDS,
 ) -> list[EditedTrack]:
-    """``count`` edited copies of one track's steps, the three kinds in turn, at random places."""
+    """``count`` edited copies of one track's steps, ``kinds`` in turn, at random places."""
     walking = np.flatnonzero(f[:, _SPEED] >= SLOW)
     onset = int(1.5 * stop) + 2
     out: list[EditedTrack] = []
     for i in range(count):
-        kind = i % 3
+        kind = EDIT_KINDS.index(kinds[i % len(kinds)])
         if kind == 0:
             length = int(rng.integers(onset + 8, 3 * onset + 20))
             out.append(hold(f, int(rng.integers(len(f))), length, stop, onset, step_s, rng))
@@ -163,7 +173,11 @@ def fit_tracks(
     """``clips``: each normal clip's tracks (:func:`vidgru.tracks.clip_tracks`). With ``folds`` K > 1, the
     ensemble's GRU ``i`` learns from every clip but those with ``index % K == i % K``, each fold's edits
     measured against its own clips, so that every clip can be scored by GRUs that have not seen it
-    (:func:`unseen_by`): a calibration on normal footage that is new to the model."""
+    (:func:`unseen_by`): a calibration on normal footage that is new to the model.
+
+    The first set of GRUs learns every kind of edit; each of ``cfg.specialists`` gets a set of its own
+    that learns that kind alone (set 1, 2, ... of the model, on the first set's standardisation). The
+    model's norms are left at (0, 1): the caller calibrates each set (:meth:`TrackModel.group`)."""
     rng = np.random.default_rng(seed + 91)
     normal = [t.features for tracks in clips for t in tracks if len(t.features) >= 2]
     if not normal:
@@ -181,9 +195,15 @@ def fit_tracks(
         np.maximum(flat.std(0), 1e-3),
         seed,
         cfg.hold_steps,
+        sets=1 + len(cfg.specialists),
     )
     data = [_padded(items, model, cfg.memory) for items, _ in built]
     positives = sum(int((y == 1).sum()) for _, y in data)
+    per_net = [data[i % len(data)] for i in range(cfg.ensemble)]
+    for kind in cfg.specialists:
+        # After the first set's items, so that they are drawn as without specialists.
+        own = [_padded(_training_items(s, step_s, cfg, rng, (kind,))[0], model, cfg.memory) for s in sets]
+        per_net += [own[i % len(own)] for i in range(cfg.ensemble)]
     stop = max(fold_stop for _, fold_stop in built)  # every clip is in some fold's training set
     log.info(
         "track behaviour: %d tracks, %d sequences, %d positive steps, normal stops up to %d steps of %.1f s%s",
@@ -194,25 +214,44 @@ def fit_tracks(
         step_s,
         f", {folds} folds" if folds > 1 else "",
     )
-    _train(model, [data[i % len(data)] for i in range(len(model.nets))], cfg, seed, progress)
+    _train(model, per_net, cfg, seed, progress)
     meta: dict[str, object] = {
         "tracks_longest_normal_stop_s": round(stop * step_s, 1),
         "tracks_positive_steps": positives,
         "tracks_folds": max(1, folds),
+        "tracks_specialists": list(cfg.specialists),
     }
     return model, meta
 
 
 def unseen_by(model: TrackModel, clip: int, folds: int) -> TrackModel:
-    """The part of a model fitted with ``folds`` that did not learn from training clip ``clip``."""
-    nets = [net for i, net in enumerate(model.nets) if i % folds == clip % folds]
-    return TrackModel(nets, model.mean, model.std, model.memory, model.hold)
+    """The part of a model fitted with ``folds`` that did not learn from training clip ``clip``: in each
+    set, the nets of that clip's fold."""
+    keep = []
+    for i, g in enumerate(model.groups):
+        within = i - model.groups.index(g)  # the net's place in its set
+        if within % folds == clip % folds:
+            keep.append(i)
+    return TrackModel(
+        [model.nets[i] for i in keep],
+        model.mean,
+        model.std,
+        model.memory,
+        model.hold,
+        [model.groups[i] for i in keep],
+        model.norms,
+    )
 
 
 def _training_items(
-    clips: Sequence[Sequence[TrackSequence]], step_s: float, cfg: BehaviourConfig, rng: np.random.Generator
+    clips: Sequence[Sequence[TrackSequence]],
+    step_s: float,
+    cfg: BehaviourConfig,
+    rng: np.random.Generator,
+    kinds: Sequence[EditKind] = EDIT_KINDS,
 ) -> tuple[list[EditedTrack], int]:
-    """The normal tracks of ``clips``, chains of them, and their edits; and the longest normal stop."""
+    """The normal tracks of ``clips``, chains of them, and their edits of ``kinds``; and the longest
+    normal stop."""
     normal = [t.features for tracks in clips for t in tracks if len(t.features) >= 2]
     if not normal:
         raise ValueError(
@@ -228,7 +267,7 @@ def _training_items(
     ]
     items = [EditedTrack(f, np.zeros(len(f), np.float32)) for f in normal + chains]
     for f in normal + chains:
-        items += make_edits(f, per_track, stop, step_s, rng)
+        items += make_edits(f, per_track, stop, step_s, rng, kinds)
     return items, stop
 
 

@@ -293,23 +293,33 @@ def _fit_tracks(
     if folds > 1 and not all(any(m for j, m in enumerate(moving) if j % folds != f) for f in range(folds)):
         folds, tracks = 1, [clip_tracks(h.detections or [], stride, h.fps) for h in heads]
     model.tracks, meta = fit_tracks(tracks, stride / fps, cfg.behaviour, cfg.temporal.seed, progress, folds)
-    scores = []
-    if folds > 1:
-        if len(pieces) > len(clips):
-            meta["tracks_pieces"] = len(pieces)
-        for j, piece in enumerate(pieces):
-            scores.append(
-                unseen_by(model.tracks, j, folds).frame_logits(tracks[j], piece.n_frames, stride)[0]
-            )
-    else:
-        for f, split in zip(clips, splits, strict=True):
-            scored = model.track_logits(f)
-            if scored is not None:
-                scores.append(scored[0][split:] if split < f.n_frames else scored[0])
-    raw = np.concatenate(scores) if scores else np.zeros(0, np.float32)
-    raw = raw[np.isfinite(raw)]
+    if folds > 1 and len(pieces) > len(clips):
+        meta["tracks_pieces"] = len(pieces)
+
+    def normal_logits(part: TrackModel) -> np.ndarray:
+        """``part``'s frame logits on the normal footage it did not learn from (or the clips' tails)."""
+        scores = []
+        if folds > 1:
+            for j, piece in enumerate(pieces):
+                scores.append(unseen_by(part, j, folds).frame_logits(tracks[j], piece.n_frames, stride)[0])
+        else:
+            for f, split in zip(clips, splits, strict=True):
+                if f.detections is None or f.n_frames == 0:
+                    continue
+                logits = part.frame_logits(clip_tracks(f.detections, stride, f.fps), f.n_frames, stride)[0]
+                scores.append(logits[split:] if split < f.n_frames else logits)
+        raw = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        raw = raw[np.isfinite(raw)]
+        return raw if len(raw) else np.zeros(1, np.float32)
+
+    if len(model.tracks.norms) > 1:
+        # Each set of GRUs on its own scale (0 at its median, 1 at its 99th percentile), so that no set's
+        # normal tail sets another's bar; then the highest of them is calibrated as one set is.
+        sets = [Calibration.fit(normal_logits(model.tracks.group(g))) for g in range(len(model.tracks.norms))]
+        model.tracks.norms = [(c.median, c.q99) for c in sets]
+        meta["tracks_sets_q99"] = [round(c.q99, 3) for c in sets]
     model.tracks_calibration = Calibration.fit(
-        raw if len(raw) else np.zeros(1, np.float32), at_q99=cfg.behaviour.floor if folds > 1 else 1.0
+        normal_logits(model.tracks), at_q99=cfg.behaviour.floor if folds > 1 else 1.0
     )
     return meta
 
