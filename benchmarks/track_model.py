@@ -50,7 +50,7 @@ from vidgru.occupancy import SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
 from vidgru.track_model import TrackModel
-from vidgru.track_training import fit_tracks, unseen_by
+from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
 
 ROLES = ("train/normal", "eval/normal", "eval/test")
@@ -112,12 +112,10 @@ def frame_track_logits(
 
 def set_norms(model: TrackModel, normal: Callable[[TrackModel], np.ndarray]) -> np.ndarray:
     """Each set of ``model``'s GRUs on its own scale, as ``vidgru train`` puts them
-    (``vidgru.training._fit_tracks``), from ``normal``: a part's logits on normal footage it has not
-    learnt from. Returns the model's logits there."""
-    sets = [Calibration.fit(finite(normal(model.group(g)))) for g in range(len(model.norms))]
-    model.norms = [(c.median, c.q99) for c in sets]
-    for g, c in enumerate(sets):
-        print(f"GRU set {g}: median {c.median:.2f}, 99th percentile {c.q99:.2f}")
+    (:func:`vidgru.track_training.fit_set_scales`), from ``normal``: a part's logits on normal footage it
+    has not learnt from. Returns the model's logits there."""
+    for g, q99 in enumerate(fit_set_scales(model, lambda part: finite(normal(part)))):
+        print(f"GRU set {g}: median {model.norms[g][0]:.2f}, 99th percentile {q99:.2f}")
     return normal(model)
 
 

@@ -90,6 +90,7 @@ class TrackModel:
         self.norms = [(float(m), float(q)) for m, q in norms] if norms is not None else [(0.0, 1.0)] * count
         if len(self.norms) != count:
             raise ValueError(f"{len(self.norms)} norms for {count} sets of nets")
+        self._set_of = torch.tensor(self.groups)
 
     def group(self, index: int) -> TrackModel:
         """Set ``index``'s nets alone, on their own logits' scale."""
@@ -97,13 +98,12 @@ class TrackModel:
         return TrackModel(nets, self.mean, self.std, self.memory, self.hold)
 
     def _combine(self, logits: torch.Tensor) -> torch.Tensor:
-        """Per-net logits ``(nets, ...)`` -> the track's: each set's mean on its norm, the highest set's."""
-        if len(self.norms) == 1 and self.norms[0] == (0.0, 1.0):
-            return logits.mean(0)
-        groups = torch.tensor(self.groups)
-        sets = []
-        for g, (median, q99) in enumerate(self.norms):
-            sets.append((logits[groups == g].mean(0) - median) / (q99 - median))
+        """Per-net logits ``(nets, ...)`` -> the track's: each set's mean on its norm, the highest set's
+        (one set on norm (0, 1): its nets' mean, exactly)."""
+        sets = [
+            (logits[self._set_of == g].mean(0) - median) / (q99 - median)
+            for g, (median, q99) in enumerate(self.norms)
+        ]
         return torch.stack(sets).max(0).values
 
     @classmethod

@@ -31,6 +31,7 @@ import torch
 from vidgru.behaviour import run_lengths
 from vidgru.behaviour_training import IGNORE, balanced_bce, masked_step
 from vidgru.config import BehaviourConfig
+from vidgru.scoring import Calibration
 from vidgru.track_model import TrackModel
 from vidgru.tracks import TrackSequence
 
@@ -222,6 +223,18 @@ def fit_tracks(
         "tracks_specialists": list(cfg.specialists),
     }
     return model, meta
+
+
+def fit_set_scales(model: TrackModel, normal_logits: Callable[[TrackModel], np.ndarray]) -> list[float]:
+    """With more than one set of GRUs, put each on its own scale (0 at its median, 1 at its 99th
+    percentile) from ``normal_logits``: a part of the model's frame logits on normal footage it did not
+    learn from; so no set's normal tail sets another's bar. Returns the sets' 99th percentiles (none for
+    one set, which keeps its logits as they are)."""
+    if len(model.norms) == 1:
+        return []
+    sets = [Calibration.fit(normal_logits(model.group(g))) for g in range(len(model.norms))]
+    model.norms = [(c.median, c.q99) for c in sets]
+    return [c.q99 for c in sets]
 
 
 def unseen_by(model: TrackModel, clip: int, folds: int) -> TrackModel:

@@ -34,7 +34,7 @@ from vidgru.scoring import Calibration, frame_scores
 from vidgru.tampering import TamperReference
 from vidgru.temporal import StreamState, TemporalModel
 from vidgru.track_model import TrackModel
-from vidgru.track_training import fit_tracks, unseen_by
+from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import clip_tracks
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,13 @@ def _fit_tracks(
     if folds > 1 and len(pieces) > len(clips):
         meta["tracks_pieces"] = len(pieces)
 
+    # Without folds, the whole clips are scored and their tails kept: tracked once for every set.
+    whole = (
+        []
+        if folds > 1
+        else [clip_tracks(f.detections, stride, f.fps) if f.detections is not None else [] for f in clips]
+    )
+
     def normal_logits(part: TrackModel) -> np.ndarray:
         """``part``'s frame logits on the normal footage it did not learn from (or the clips' tails)."""
         scores = []
@@ -303,21 +310,18 @@ def _fit_tracks(
             for j, piece in enumerate(pieces):
                 scores.append(unseen_by(part, j, folds).frame_logits(tracks[j], piece.n_frames, stride)[0])
         else:
-            for f, split in zip(clips, splits, strict=True):
+            for f, split, clip in zip(clips, splits, whole, strict=True):
                 if f.detections is None or f.n_frames == 0:
                     continue
-                logits = part.frame_logits(clip_tracks(f.detections, stride, f.fps), f.n_frames, stride)[0]
+                logits = part.frame_logits(clip, f.n_frames, stride)[0]
                 scores.append(logits[split:] if split < f.n_frames else logits)
         raw = np.concatenate(scores) if scores else np.zeros(0, np.float32)
         raw = raw[np.isfinite(raw)]
         return raw if len(raw) else np.zeros(1, np.float32)
 
-    if len(model.tracks.norms) > 1:
-        # Each set of GRUs on its own scale (0 at its median, 1 at its 99th percentile), so that no set's
-        # normal tail sets another's bar; then the highest of them is calibrated as one set is.
-        sets = [Calibration.fit(normal_logits(model.tracks.group(g))) for g in range(len(model.tracks.norms))]
-        model.tracks.norms = [(c.median, c.q99) for c in sets]
-        meta["tracks_sets_q99"] = [round(c.q99, 3) for c in sets]
+    if q99s := fit_set_scales(model.tracks, normal_logits):
+        meta["tracks_sets_q99"] = [round(q, 3) for q in q99s]
+    # The highest of the sets is calibrated as one set is.
     model.tracks_calibration = Calibration.fit(
         normal_logits(model.tracks), at_q99=cfg.behaviour.floor if folds > 1 else 1.0
     )
