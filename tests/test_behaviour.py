@@ -28,7 +28,7 @@ from vidgru.config.cameras import CamerasConfig
 from vidgru.decode import FrameReader
 from vidgru.features import FeatureExtractor
 from vidgru.live import FramePrep, WatchSession, iso_utc
-from vidgru.model_store import load_model
+from vidgru.model_store import MODEL_FORMAT_SETS, load_model
 from vidgru.motion import MOTION_FEATURES, N_MOTION
 from vidgru.schemas import validate_record
 from vidgru.sinks import JsonlSink
@@ -246,6 +246,8 @@ def test_one_recording_is_cut_into_pieces_that_the_track_model_is_trained_and_ca
     assert loaded.tracks is not None and loaded.tracks.groups == [0, 0, 0, 1, 1, 1]
     assert [q for _, q in loaded.tracks.norms] == pytest.approx(loaded.meta["tracks_sets_q99"], abs=1e-3)
     assert all(q > m for m, q in loaded.tracks.norms)
+    # Written as the format for sets, which a vidgru that would average them as one set refuses to read.
+    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT_SETS
 
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:

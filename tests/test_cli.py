@@ -167,10 +167,14 @@ def test_model_dir_problems(model_dir: Path, clips: dict, tmp_path: Path) -> Non
     old = tmp_path / "old_model"
     shutil.copytree(model_dir, old)
     meta = json.loads((old / "meta.json").read_text())
-    meta["format"], meta["vidgru_version"] = 0, "0.0.1"
-    (old / "meta.json").write_text(json.dumps(meta))
+    assert meta["format"] == 1  # one set of track GRUs (or none): the format every vidgru reads
     args = [str(clips["intruder"]), "--events", str(tmp_path / "e.jsonl")]
-    assert_one_line_error(run_cli("analyze", *args, "--model", str(old)), 6, "vidgru 0.0.1", "retrain")
+    for written in (0, 3):
+        meta["format"], meta["vidgru_version"] = written, "0.0.1"
+        (old / "meta.json").write_text(json.dumps(meta))
+        assert_one_line_error(
+            run_cli("analyze", *args, "--model", str(old)), 6, "vidgru 0.0.1", "formats 1 and 2", "retrain"
+        )
     assert_one_line_error(
         run_cli("analyze", *args, "--model", str(tmp_path)), 6, "not a vidgru model directory"
     )

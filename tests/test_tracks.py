@@ -355,6 +355,12 @@ def test_fold_training_leaves_every_clip_unseen_by_one_gru() -> None:
     for j in range(4):
         part = unseen_by(model, j, 3)
         assert part.nets == [model.nets[j % 3], model.nets[3 + j % 3]] and part.groups == [0, 1]
+    # The same when the sets' nets are interleaved: a net's fold is its place within its own set.
+    mixed = TrackModel(
+        [model.nets[i] for i in (0, 3, 1, 4, 2, 5)], model.mean, model.std, 0, groups=[0, 1] * 3
+    )
+    for j in range(4):
+        assert unseen_by(mixed, j, 3).nets == [model.nets[j % 3], model.nets[3 + j % 3]]
     # The GRUs differ by what they learnt from, not only by their seeds: one fit per fold gives other logits
     # than one fit of all clips.
     whole, _ = fit_tracks(clips, 0.5, cfg, seed=0)

@@ -39,6 +39,11 @@ from vidgru.track_model import TrackGRU, TrackModel
 from vidgru.training import TrainedModel
 
 MODEL_FORMAT = 1
+# A per-track model with more than one set of GRUs (behaviour.specialists) is written as format 2: a vidgru
+# that reads only format 1 would take its sets for one and average them, and must refuse it instead. Every
+# other model stays format 1, readable by those versions as before.
+MODEL_FORMAT_SETS = 2
+READABLE_FORMATS = (MODEL_FORMAT, MODEL_FORMAT_SETS)
 
 
 def vidgru_version() -> str:
@@ -114,14 +119,17 @@ def _write_model(model: TrainedModel, out: Path, final: Path) -> str:
     model_id = f"{final.name}@{hashlib.sha256(buffer.getvalue()).hexdigest()[:10]}"
     (out / "calibration.json").write_text(json.dumps(model.calibration.to_dict(), indent=2) + "\n")
     (out / "config.yaml").write_text(dump_config(model.config))
+    sets = len(model.tracks.norms) if model.tracks is not None else 1
+    model_format = MODEL_FORMAT_SETS if sets > 1 else MODEL_FORMAT
     meta = {
-        "format": MODEL_FORMAT,
+        "format": model_format,
         "vidgru_version": vidgru_version(),
         "model_id": model_id,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "backbone_weights": model.weights,
         **model.meta,
     }
+    meta["format"] = model_format  # also when a loaded model (whose meta has one) is saved again
     if model.tamper is not None:
         model.tamper.save(out)
     if model.background is not None:
@@ -160,10 +168,11 @@ def load_model(path: str | Path) -> TrainedModel:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
         raise ModelError(f"{meta_file} is not valid JSON; retrain the model with 'vidgru train'") from err
-    if meta.get("format") != MODEL_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
+        readable = " and ".join(str(f) for f in READABLE_FORMATS)
         raise ModelVersionError(
             f"{path} was written by vidgru {meta.get('vidgru_version', '?')} (model format "
-            f"{meta.get('format')}); this vidgru reads format {MODEL_FORMAT}; retrain it with 'vidgru train'"
+            f"{meta.get('format')}); this vidgru reads formats {readable}; retrain it with 'vidgru train'"
         )
     missing = [n for n in ("model.pt", "calibration.json", "config.yaml") if not (path / n).is_file()]
     if missing:

@@ -240,11 +240,11 @@ def fit_set_scales(model: TrackModel, normal_logits: Callable[[TrackModel], np.n
 def unseen_by(model: TrackModel, clip: int, folds: int) -> TrackModel:
     """The part of a model fitted with ``folds`` that did not learn from training clip ``clip``: in each
     set, the nets of that clip's fold."""
-    keep = []
+    keep, seen = [], [0] * len(model.norms)
     for i, g in enumerate(model.groups):
-        within = i - model.groups.index(g)  # the net's place in its set
-        if within % folds == clip % folds:
+        if seen[g] % folds == clip % folds:  # seen[g]: the net's place in its set
             keep.append(i)
+        seen[g] += 1
     return TrackModel(
         [model.nets[i] for i in keep],
         model.mean,
