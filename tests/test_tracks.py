@@ -75,7 +75,7 @@ def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> No
     image[80:90, 40:44] = (200, 200, 200)
     dets = detect(image, background)
     mask = cv2.morphologyEx(
-        cv2.morphologyEx(background.foreground(image), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
+        cv2.morphologyEx(background.foreground(image), cv2.MORPH_CLOSE, np.ones((7, 3), np.uint8)),
         cv2.MORPH_OPEN,
         np.ones((3, 3), np.uint8),
     )
@@ -92,6 +92,29 @@ def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> No
         expected.append(hist / np.linalg.norm(hist))
     assert len(dets) == len(expected) >= 3
     np.testing.assert_array_equal(dets[:, 4:], np.stack(expected))
+
+
+@pytest.mark.parametrize("tall", [True, False])
+def test_a_figure_split_by_a_torso_of_the_background_grey_is_one_blob(
+    tall: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A figure whose torso has the walkway's grey shows as a head and legs; figures side by side do not
+    touch. The tall closing joins the head to the legs and keeps the two figures apart; a square 3 x 3
+    one leaves the head and the legs apart too."""
+    if not tall:
+        monkeypatch.setattr("vidgru.tracks._CLOSE_KERNEL", np.ones((3, 3), np.uint8))
+    background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0)
+    image = np.full((120, 180, 3), 100, np.uint8)
+    image[20:25, 40:44] = 30  # a head, 5 px above ...
+    image[30:42, 40:44] = 30  # ... its legs
+    image[20:40, 100:104] = 30  # two figures 5 px apart (3 once the background's blur has spread them)
+    image[20:40, 109:113] = 30
+    boxes = detect(image, background)[:, :4] * np.array([180, 120, 180, 120])
+    spans_head_and_legs = (boxes[:, 1] < 20.5) & (boxes[:, 3] > 41.5)
+    side_by_side = (boxes[:, 0] > 95) & (boxes[:, 2] < 115) & (boxes[:, 2] - boxes[:, 0] < 8)
+    assert side_by_side.sum() == 2
+    assert spans_head_and_legs.sum() == (1 if tall else 0)
+    assert len(boxes) == (3 if tall else 4)
 
 
 def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
