@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from vidgru.config import BehaviourConfig
-from vidgru.occupancy import SceneBackground, fit_background
+from vidgru.errors import ModelError
+from vidgru.occupancy import BACKGROUND_JSON, BLOB_CLOSING, SceneBackground, fit_background
 from vidgru.synthetic import BehaviourSceneSpec, Episode, behaviour_frames, plan_behaviour_scene
 from vidgru.track_model import TrackModel, TrackScorer
 from vidgru.track_training import (
@@ -95,15 +97,11 @@ def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> No
 
 
 @pytest.mark.parametrize("tall", [True, False])
-def test_a_figure_split_by_a_torso_of_the_background_grey_is_one_blob(
-    tall: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_figure_split_by_a_torso_of_the_background_grey_is_one_blob(tall: bool) -> None:
     """A figure whose torso has the walkway's grey shows as a head and legs; figures side by side do not
     touch. The tall closing joins the head to the legs and keeps the two figures apart; a square 3 x 3
     one leaves the head and the legs apart too."""
-    if not tall:
-        monkeypatch.setattr("vidgru.tracks._CLOSE_KERNEL", np.ones((3, 3), np.uint8))
-    background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0)
+    background = SceneBackground(np.full((120, 180), 100, np.uint8), 12.0, (7, 3) if tall else (3, 3))
     image = np.full((120, 180, 3), 100, np.uint8)
     image[20:25, 40:44] = 30  # a head, 5 px above ...
     image[30:42, 40:44] = 30  # ... its legs
@@ -115,6 +113,22 @@ def test_a_figure_split_by_a_torso_of_the_background_grey_is_one_blob(
     assert side_by_side.sum() == 2
     assert spans_head_and_legs.sum() == (1 if tall else 0)
     assert len(boxes) == (3 if tall else 4)
+
+
+def test_a_background_keeps_the_closing_its_model_learnt_with(tmp_path: Path) -> None:
+    fitted = fit_background([[np.full((60, 90, 3), 100, np.uint8)] * 3], (120, 180))
+    assert fitted.closing == BLOB_CLOSING == (7, 3)
+    fitted.save(tmp_path)
+    assert SceneBackground.load(tmp_path).closing == (7, 3)
+    # A background saved before the closing was kept with it: its model learnt from blobs closed 3 x 3.
+    meta = json.loads((tmp_path / BACKGROUND_JSON).read_text())
+    del meta["closing"]
+    (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
+    assert SceneBackground.load(tmp_path).closing == (3, 3)
+    meta["closing"] = [0, 3]
+    (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="closing 0 x 3"):
+        SceneBackground.load(tmp_path)
 
 
 def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:

@@ -28,6 +28,13 @@ from vidgru.errors import ModelError
 
 BACKGROUND_JSON = "background.json"
 BACKGROUND_PNG = "background.png"
+# The kernel that closes the foreground into blobs (vidgru.tracks.detect), rows x columns at the
+# background's size: tall and narrow, so that the parts of one upright figure (a head and legs, with a torso
+# at the walkway's grey level between them) join while figures side by side stay apart (BENCHMARKS.md,
+# 2026-12-07). A background saved before it was kept with it closed 3 x 3, and keeps that: its model learnt
+# from such blobs.
+BLOB_CLOSING = (7, 3)
+_CLOSING_BEFORE = (3, 3)
 MAX_SAMPLES = 400  # frames the median is taken over
 _MIN_THRESHOLD = 12.0  # grey levels; below this, sensor and codec noise pass for objects
 
@@ -45,6 +52,7 @@ def _grey(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class SceneBackground:
     picture: np.ndarray  # uint8 grey, at size
     threshold: float  # grey-level difference that marks a pixel as not background
+    closing: tuple[int, int] = BLOB_CLOSING  # the kernel the foreground is closed with into blobs
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,7 +74,7 @@ class SceneBackground:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         cv2.imwrite(str(directory / BACKGROUND_PNG), self.picture)
-        meta = {"size": list(self.size), "threshold": self.threshold}
+        meta = {"size": list(self.size), "threshold": self.threshold, "closing": list(self.closing)}
         (directory / BACKGROUND_JSON).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -76,13 +84,16 @@ class SceneBackground:
         try:
             meta = json.loads((directory / BACKGROUND_JSON).read_text())
             threshold = float(meta["threshold"])
+            rows, cols = (int(v) for v in meta.get("closing", _CLOSING_BEFORE))
+            if not (1 <= rows <= 31 and 1 <= cols <= 31):
+                raise ValueError(f"closing {rows} x {cols} is not between 1 and 31 each way")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ModelError(
                 f"{directory / BACKGROUND_JSON} is unreadable ({err}); retrain the model"
             ) from err
         if picture is None:
             raise ModelError(f"{directory / BACKGROUND_PNG} is missing or unreadable; retrain the model")
-        return cls(picture, threshold)
+        return cls(picture, threshold, (rows, cols))
 
 
 def fit_background(

@@ -64,9 +64,6 @@ TRACKER = {
     "nn_budget": NN_BUDGET,
 }
 _KERNEL = np.ones((3, 3), np.uint8)
-# Closing with a tall, narrow kernel joins the parts of one upright figure (a head and legs, with a torso at
-# the walkway's grey level between them) without joining figures side by side (BENCHMARKS.md, 2026-12-07).
-_CLOSE_KERNEL = np.ones((7, 3), np.uint8)  # rows x columns, at the background's size
 _DIAG8, _DIAG4 = np.diag_indices(8), np.diag_indices(4)
 
 
@@ -379,6 +376,11 @@ def quick_tracker() -> type:
     return QuickTracker
 
 
+@functools.cache
+def _closing_kernel(shape: tuple[int, int]) -> np.ndarray:
+    return np.ones(shape, np.uint8)
+
+
 def detect(
     frame: np.ndarray, background: SceneBackground, foreground: np.ndarray | None = None
 ) -> np.ndarray:
@@ -387,8 +389,9 @@ def detect(
     ``foreground``: the frame's ``background.foreground``, when the caller has it already."""
     height, width = background.size
     differs = background.foreground(frame) if foreground is None else foreground
-    # Closing joins a figure's parts; opening drops specks of noise.
-    closed = cv2.morphologyEx(differs, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
+    # Closing joins a figure's parts (the background's kernel, which its model learnt with); opening drops
+    # specks of noise.
+    closed = cv2.morphologyEx(differs, cv2.MORPH_CLOSE, _closing_kernel(background.closing))
     mask = cv2.morphologyEx(closed, cv2.MORPH_OPEN, _KERNEL)
     # BBDT: on one thread, a third of the time of OpenCV's default (Spaghetti) on these masks, same labels.
     n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)

@@ -209,7 +209,7 @@ class BehaviourConfig(StrictModel):
         "alone and put on their own scale by their own unseen normal footage; a track's score is the "
         "highest of the sets'. Off by default: on three draws of generated scenes [stop_and_go] found 27 of 30 "
         "stop-and-go episodes against 22, but 26 of 30 pacing ones against 29, with 10 false alarms "
-        "against 5 in 113 minutes of normal footage (BENCHMARKS.md).",
+        "against 5 in 113 minutes of normal footage (BENCHMARKS.md, 2026-12-06, blobs closed with 3 x 3 then).",
     )
     hold_unseen_s: float = Field(
         1.0,
