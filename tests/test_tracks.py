@@ -77,7 +77,9 @@ def test_each_blobs_appearance_is_the_colour_histogram_of_its_own_pixels() -> No
     image[80:90, 40:44] = (200, 200, 200)
     dets = detect(image, background)
     mask = cv2.morphologyEx(
-        cv2.morphologyEx(background.foreground(image), cv2.MORPH_CLOSE, np.ones((7, 3), np.uint8)),
+        cv2.morphologyEx(
+            background.foreground(image), cv2.MORPH_CLOSE, np.ones(background.closing, np.uint8)
+        ),
         cv2.MORPH_OPEN,
         np.ones((3, 3), np.uint8),
     )
