@@ -28,7 +28,7 @@ from vidgru.config.cameras import CamerasConfig
 from vidgru.decode import FrameReader
 from vidgru.features import FeatureExtractor
 from vidgru.live import FramePrep, WatchSession, iso_utc
-from vidgru.model_store import MODEL_FORMAT_SETS, load_model
+from vidgru.model_store import MODEL_FORMAT, MODEL_FORMAT_SETS, load_model
 from vidgru.motion import MOTION_FEATURES, N_MOTION
 from vidgru.schemas import validate_record
 from vidgru.sinks import JsonlSink
@@ -173,7 +173,9 @@ def test_a_loiterer_raises_an_event_whose_reason_is_the_time_pattern(
     assert loaded.meta["tracks_folds"] == 3
     assert loaded.tracks_calibration is not None
     assert loaded.tracks_calibration.at_q99 == loaded.config.behaviour.floor
-    assert loaded.tracks.groups == [0, 0, 0] and loaded.tracks.norms == [(0.0, 1.0)]  # one set of GRUs
+    # Two sets of GRUs (behaviour.specialists: [stop_and_go]), each on the scale of its own unseen footage.
+    assert loaded.tracks.groups == [0, 0, 0, 1, 1, 1] and len(loaded.tracks.norms) == 2
+    assert all(q > m for m, q in loaded.tracks.norms)
     events = tmp_path / "events.jsonl"
     analyze_loiter(behaviour_footage, model, tmp_path)
     start, end = json.loads((root / "label.json").read_text())
@@ -252,12 +254,16 @@ def test_one_recording_is_cut_into_pieces_that_the_track_model_is_trained_and_ca
 
 def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path], tmp_path: Path) -> None:
     model = tmp_path / "ablation"
-    # With the region GRU too (off by default), so that its one-step ablation is exercised as well.
+    # With the region GRU too (off by default), so that its one-step ablation is exercised as well, and
+    # one set of track GRUs (no specialists).
     regions = tmp_path / "regions.yaml"
-    regions.write_text("behaviour:\n  region_model: true\n")
+    regions.write_text("behaviour:\n  region_model: true\n  specialists: []\n")
     train = ("train", "--normal", str(behaviour_footage["normal"]), "--out", str(model))
     run_cli(*train, "--memory", "1", "--config", str(regions))
     loaded = load_model(model)
+    assert loaded.tracks is not None and len(loaded.tracks.norms) == 1
+    # One set is written as format 1, the format every vidgru reads.
+    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT
     assert loaded.config.behaviour.memory == 1
     assert loaded.behaviour is not None and loaded.behaviour.memory == 1
     assert loaded.tracks is not None and loaded.tracks.memory == 1

@@ -203,13 +203,15 @@ class BehaviourConfig(StrictModel):
     )
     track_epochs: int = Field(30, ge=1, le=200, description="Training passes of the per-track GRU.")
     specialists: list[Literal["hold", "back_and_forth", "stop_and_go"]] = Field(
-        [],
+        ["stop_and_go"],
         description="Behaviours that get their own set of per-track GRUs besides the one that learns all "
         "three (hold: staying; back_and_forth: pacing; stop_and_go): trained on that behaviour's edits "
         "alone and put on their own scale by their own unseen normal footage; a track's score is the "
-        "highest of the sets'. Off by default: on three draws of generated scenes [stop_and_go] found 27 of 30 "
-        "stop-and-go episodes against 22, but 26 of 30 pacing ones against 29, with 10 false alarms "
-        "against 5 in 113 minutes of normal footage (BENCHMARKS.md, 2026-12-06, blobs closed with 3 x 3 then).",
+        "highest of the sets'. [] leaves one set. With [stop_and_go], over 12 fits on generated scenes "
+        "(four draws, three training seeds) stop-and-go was found 118 of 120 times against 87 with one set, "
+        "pacing 118 against 119, with 38 false alarms against 15 in 7.6 hours of normal footage, and 8.1 an "
+        "hour on a later draw (BENCHMARKS.md, 2026-12-07). A model with sets is written as format 2, which "
+        "vidgru before 2026-12-07 does not read.",
     )
     hold_unseen_s: float = Field(
         1.0,
