@@ -138,6 +138,9 @@ def main() -> None:
     )
     parser.add_argument("--bar", type=float, default=1.0, help="with --folds: events from this many q99s")
     parser.add_argument(
+        "--track-hold", type=float, help="events.behaviour_track_hold_s (default: the config's)"
+    )
+    parser.add_argument(
         "--specialists",
         nargs="*",
         choices=["hold", "back_and_forth", "stop_and_go"],
@@ -162,6 +165,8 @@ def main() -> None:
     cfg.temporal.seed = args.train_seed
     if args.specialists is not None:
         cfg.behaviour.specialists = args.specialists
+    if args.track_hold is not None:
+        cfg.events.behaviour_track_hold_s = args.track_hold
     stride = step_stride(FPS, cfg.behaviour.step_s)
     started = time.process_time()
     tracks = {key: clip_tracks(b, stride, FPS) for key, b in blobs.items()}
@@ -230,7 +235,12 @@ def main() -> None:
     for key in blobs:
         if key[0] == ROLES[0]:
             continue
-        logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
+        if isinstance(model, TrackModel):
+            scored = model.frame_tracks(tracks[key], len(blobs[key]), stride)
+            logits, ids, in_view = scored.logits, scored.track, scored.in_view
+        else:
+            logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
+            ids, in_view = np.full(len(logits), -1), {}
         if key[0] == ROLES[1]:
             held_out_logits.append(logits)
         scores = calibration(logits)
@@ -239,7 +249,16 @@ def main() -> None:
         counted = np.where(on, scores, 0).astype(np.float32)
         cells = np.zeros(len(counted), np.int64)
         for event in detect_events(
-            key[1], counted, cells, FPS, cfg.events, "track-model", since, cfg.behaviour.min_run_s
+            key[1],
+            counted,
+            cells,
+            FPS,
+            cfg.events,
+            "track-model",
+            since,
+            cfg.behaviour.min_run_s,
+            np.where(on, ids, -1),
+            in_view,
         ):
             found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern"))
     held_out = np.concatenate(held_out_logits)

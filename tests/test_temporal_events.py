@@ -153,3 +153,45 @@ def test_a_behaviour_that_came_back_inside_the_gap_carries_its_event_on_once_con
         ("start", 9, 9),
         ("end", 9, 9),
     ]
+
+
+def test_a_tracked_objects_behaviour_stays_one_event_while_it_is_in_view() -> None:
+    """A pacer's event (track 7) ends; 10 s later, still in view, the same track's behaviour comes back:
+    one event. Another track's, the same track out of view, or past behaviour_track_hold_s: two."""
+    cfg = EventsConfig(
+        threshold=1.0,
+        hysteresis=0.9,
+        min_duration_s=0.0,
+        merge_gap_s=0.1,
+        behaviour_merge_gap_s=0.5,
+        behaviour_track_hold_s=15.0,
+    )
+
+    def ends(back: int, by: int, seen: set[int], hold_s: float = 15.0) -> list[tuple[int, int]]:
+        det = EventDetector(
+            "cam", cfg.model_copy(update={"behaviour_track_hold_s": hold_s}), 10, "m", confirm_s=0.3
+        )
+        changes = []
+        for i in range(back + 20):
+            active = i < 30 or back <= i < back + 10
+            track = 7 if i < 30 else by
+            since = (0 if i < 30 else back - 3) if active else None
+            changes += det.update(i, 2.0 if active else 0.0, 0, since, track if active else None, seen)
+        changes += det.close()
+        return [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"]
+
+    assert ends(130, 7, {7, 8}) == [(0, 139)]
+    assert ends(130, 8, {7, 8}) == [(0, 29), (127, 139)]
+    assert ends(130, 7, {8}) == [(0, 29), (127, 139)]
+    assert ends(200, 7, {7, 8}) == [(0, 29), (197, 209)]  # 17 s after: past the hold
+    assert ends(130, 7, {7, 8}, hold_s=0.0) == [(0, 29), (127, 139)]
+    # A cause that is no track's behaviour ends the held event and opens its own.
+    det = EventDetector("cam", cfg, 10, "m", confirm_s=0.3)
+    changes = [c for i in range(30) for c in det.update(i, 2.0, 0, 0, 7, {7})]
+    changes += [c for i in range(30, 100) for c in det.update(i, 0.0, 0, None, None, {7})]
+    changes += det.update(100, 2.0, 1, None, None, {7})
+    changes += det.close()
+    assert [(c.type, c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"] == [
+        ("end", 0, 29),
+        ("end", 100, 100),
+    ]

@@ -278,13 +278,23 @@ def test_live_steps_equal_scoring_the_whole_clip(memory: int, sets: int) -> None
     tracks = clip_tracks(detections, stride, 10.0)
     assert len(tracks) == 2
     best, boxes = model.clip_logits(tracks, frames // stride)
+    whole = model.frame_tracks(tracks, frames, stride)
     scorer = TrackScorer(model, stride, 10.0)
-    live = [scorer.push(d) for d in detections]
+    live, ids, in_view = [], [], []
+    for d in detections:
+        live.append(scorer.push(d))
+        ids.append(scorer.track)
+        in_view.append(set(scorer.in_view))
     for k in range(frames // stride):
         logit, box = live[k * stride + stride - 1]
         assert logit == pytest.approx(float(best[k]), abs=1e-5)
         assert box is not None and np.allclose(box, boxes[k])
     assert live[stride - 2][0] == -np.inf  # nothing before the first step is complete
+    # Which track gave each frame's score, and which tracks are in view, are the same live and in batch.
+    assert [-1 if i is None else i for i in ids] == whole.track.tolist()
+    assert len(set(whole.track.tolist()) - {-1}) == 2
+    for frame, seen in enumerate(in_view):
+        assert seen == {t for t, (a, b) in whole.in_view.items() if a <= frame <= b}, frame
 
 
 @pytest.mark.parametrize("hold", [0, 2])
@@ -312,11 +322,19 @@ def test_a_track_hidden_for_a_moment_keeps_its_last_score_for_hold_steps(hold: i
             assert best[k] == -np.inf and np.isnan(boxes[k]).all()
     assert best[10] == -np.inf
     scorer = TrackScorer(model, stride, 10.0)
-    live = [scorer.push(d) for d in detections]
+    live, in_view = [], []
+    for d in detections:
+        live.append(scorer.push(d))
+        in_view.append(set(scorer.in_view))
     for k in range(frames // stride):
         logit, box = live[k * stride + stride - 1]
         assert logit == pytest.approx(float(best[k]), abs=1e-5)
         assert (box is None) == np.isnan(boxes[k]).all()
+    # A track is in view, live and in batch, for as long as the tracker holds it: hidden for a moment too.
+    spans = model.frame_tracks(tracks, frames, stride).in_view
+    for frame, seen in enumerate(in_view):
+        assert seen == {t for t, (a, b) in spans.items() if a <= frame <= b}, frame
+    assert all(first.track in in_view[f] for f in range(40, 55))
 
 
 def test_a_track_outside_the_region_of_interest_does_not_count() -> None:

@@ -12,6 +12,12 @@ previous event. An event whose last active frame was such a behaviour's bridges 
 ends only ``confirm_s`` after that gap has passed: a behaviour that came back inside the gap is confirmed
 that much later, and then carries the same event on (one alert for a pacer whose score dips at a turn).
 
+A behaviour that a tracked object drove (``track``) stays one alert about that object, as Frigate keeps one
+event per tracked object: past its gap, its event stays open while that track is still in view
+(``tracked``), up to ``behaviour_track_hold_s`` after its last active frame, and the same track's behaviour
+coming back (confirmed) carries it on. Anything else that reaches ``threshold`` meanwhile ends it and
+opens its own.
+
 Example::
 
     detector = EventDetector("cam1", EventsConfig(), fps=10, model="m@abc")
@@ -24,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -95,6 +101,8 @@ class EventDetector:
         self.gap_frames = max(0, round(cfg.merge_gap_s * fps))
         self.behaviour_gap_frames = max(self.gap_frames, round(cfg.behaviour_merge_gap_s * fps))
         self.confirm_frames = max(0, round(confirm_s * fps))
+        self.track_hold_frames = round(cfg.behaviour_track_hold_s * fps)
+        self._track: int | None = None  # the track that drove the open event's last behaviour frame
         self._last_from_behaviour = False  # whether the open event's last active frame came with a ``since``
         self._open: Event | None = None
         self._started = False
@@ -106,29 +114,41 @@ class EventDetector:
         """The event in progress (started or not yet long enough to start), if any."""
         return self._open
 
-    def update(self, frame: int, score: float, cell: int, since: int | None = None) -> list[EventChange]:
-        """``since``: the frame where this frame's cause began, if before it; an event it opens starts there."""
+    def update(
+        self,
+        frame: int,
+        score: float,
+        cell: int,
+        since: int | None = None,
+        track: int | None = None,
+        tracked: Container[int] = (),
+    ) -> list[EventChange]:
+        """``since``: the frame where this frame's cause began, if before it; an event it opens starts there.
+        ``track``: the tracked object whose behaviour gave this frame's score, if one did; ``tracked``: the
+        tracks in view at this frame."""
         changes: list[EventChange] = []
         cfg = self.cfg
         ev = self._open
+        held = self._held_by_track(frame, tracked)
         if ev is None:
             if score >= cfg.threshold:
-                self._begin(frame, score, cell, since)
-        elif score >= cfg.threshold * cfg.hysteresis and not self._waiting(frame, since):
+                self._begin(frame, score, cell, since, track)
+        elif score >= cfg.threshold * cfg.hysteresis and not self._waiting(frame, since, track, held):
             self._last_active, self._last_from_behaviour = frame, since is not None
+            self._track = track if since is not None else None
             ev.end_frame, ev.end_time = frame, self.clock(frame)
             if score > ev.peak_score:
                 ev.peak_frame, ev.peak_score, ev.peak_cell = frame, float(score), cell
-        elif frame - self._last_active > self._gap(score):
+        elif frame - self._last_active > self._gap(score) and (not held or score >= cfg.threshold):
             changes += self._finish()
             if score >= cfg.threshold:  # a new cause while a behaviour's event waited for its own
-                self._begin(frame, score, cell, since)
+                self._begin(frame, score, cell, since, track)
         if self._open is not None and not self._started and self._duration(self._open) >= self.min_frames:
             self._started = True
             changes.append(EventChange("start", self._open))
         return changes
 
-    def _begin(self, frame: int, score: float, cell: int, since: int | None) -> None:
+    def _begin(self, frame: int, score: float, cell: int, since: int | None, track: int | None) -> None:
         first = frame if since is None else min(frame, max(since, self._last_end + 1))
         start = self.clock(first)
         ev_id = str(uuid.uuid5(_NAMESPACE, f"{self.source}|{start}|{frame}|{self.model}"))
@@ -147,13 +167,32 @@ class EventDetector:
         )
         self._started, self._last_active = False, frame
         self._last_from_behaviour = since is not None
+        self._track = track if since is not None else None
 
-    def _waiting(self, frame: int, since: int | None) -> bool:
+    def forget_tracks(self) -> None:
+        """The tracker restarted (its ids start again): no event is held for a track any longer."""
+        self._track = None
+
+    def _held_by_track(self, frame: int, tracked: Container[int]) -> bool:
+        """Whether the open event is a tracked object's behaviour, that object is still in view, and its
+        last active frame is at most ``behaviour_track_hold_s`` ago."""
+        return (
+            self._open is not None
+            and self._last_from_behaviour
+            and self._track is not None
+            and frame - self._last_active <= self.track_hold_frames
+            and self._track in tracked
+        )
+
+    def _waiting(self, frame: int, since: int | None, track: int | None, held: bool) -> bool:
         """Whether a behaviour's event is past its gap, waiting to see whether a run that began inside the
-        gap is confirmed, and this frame is not such a run."""
+        gap (or, while its track is in view, a run of that track) is confirmed, and this frame is not such
+        a run."""
         if not (self.confirm_frames and self._last_from_behaviour):
             return False
         limit = self._last_active + self.behaviour_gap_frames
+        if held and since is not None and track == self._track:
+            return False
         return frame > limit and (since is None or since > limit)
 
     def _gap(self, score: float) -> int:

@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +90,9 @@ class ClipScores:
     boxes: np.ndarray | None = None
     # (T,) where the behaviour models gave the frame's score, the frame their run of it began (else -1)
     since: np.ndarray | None = None
+    # (T,) where a track gave the frame's score, its id (else -1); each track's first and last frame in view
+    track: np.ndarray | None = None
+    in_view: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE_FRAMES) -> ClipScores:
@@ -113,14 +116,15 @@ def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE
         for t in np.flatnonzero(from_behaviour):
             cells[t] = region_cell(int(b_cells[t]), occupancy[t], grid, regions)
     tracked = model.track_logits(features)
-    boxes = None
+    boxes = track = None
     if tracked is not None and model.tracks_calibration is not None:
-        t_scores = model.tracks_calibration(tracked[0])
+        t_scores = model.tracks_calibration(tracked.logits)
         from_track = (t_scores > scores) & (t_scores >= model.config.behaviour.floor)
         scores = np.where(from_track, t_scores, scores).astype(np.float32)
         from_behaviour = from_behaviour | from_track
-        boxes = np.where(from_track[:, None], tracked[1], np.nan).astype(np.float32)
+        boxes = np.where(from_track[:, None], tracked.boxes, np.nan).astype(np.float32)
         cells = np.where(from_track, box_cells(boxes, model.config.motion.grid), cells)
+        track = np.where(from_track, tracked.track, -1)
     # A behaviour takes time: the behaviour models' scores count only once they have given the frame score
     # for min_run_s without a break (causal, as watch does it frame by frame); an event they open starts
     # where that run began.
@@ -131,8 +135,11 @@ def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE
         cells = np.where(brief, short_cells, cells)
         if boxes is not None:
             boxes[brief] = np.nan
+        if track is not None:
+            track = np.where(brief, -1, track)
         from_behaviour = from_behaviour & ~brief
-    return ClipScores(raw, scores, cells, from_behaviour, boxes, since)
+    in_view = tracked.in_view if tracked is not None else {}
+    return ClipScores(raw, scores, cells, from_behaviour, boxes, since, track, in_view)
 
 
 def sustained_since(mask: np.ndarray, frames: int) -> np.ndarray:
@@ -147,6 +154,17 @@ def detector_clock(fps: float) -> Callable[[int], float]:
     return lambda frame: round(frame / fps, 3)
 
 
+class _InView:
+    """The tracks in view at one frame, from each track's first and last frame in view."""
+
+    def __init__(self, spans: Mapping[int, tuple[int, int]], frame: int) -> None:
+        self.spans, self.frame = spans, frame
+
+    def __contains__(self, track: object) -> bool:
+        span = self.spans.get(track) if isinstance(track, int) else None
+        return span is not None and span[0] <= self.frame <= span[1]
+
+
 def detect_events(
     source: str,
     scores: np.ndarray,
@@ -156,14 +174,23 @@ def detect_events(
     model_id: str,
     since: np.ndarray | None = None,
     confirm_s: float = 0.0,
+    track: np.ndarray | None = None,
+    in_view: Mapping[int, tuple[int, int]] | None = None,
 ) -> list[Event]:
     """A clip's events from its frame scores; ``since`` (-1 where none): each frame's cause began there,
-    once it had held ``confirm_s`` (:class:`vidgru.events.EventDetector`)."""
+    once it had held ``confirm_s``; ``track`` (-1 where none): the track whose behaviour gave the frame's
+    score; ``in_view``: each track's first and last frame in view (:class:`vidgru.events.EventDetector`)."""
     detector = EventDetector(source, cfg, fps, model_id, confirm_s=confirm_s)
     changes = []
     began = since.tolist() if since is not None else [-1] * len(scores)
-    for frame, (score, cell, first) in enumerate(zip(scores.tolist(), cells.tolist(), began, strict=True)):
-        changes += detector.update(frame, score, cell, first if first >= 0 else None)
+    by = track.tolist() if track is not None else [-1] * len(scores)
+    spans = in_view or {}
+    for frame, (score, cell, first, k) in enumerate(
+        zip(scores.tolist(), cells.tolist(), began, by, strict=True)
+    ):
+        changes += detector.update(
+            frame, score, cell, first if first >= 0 else None, k if k >= 0 else None, _InView(spans, frame)
+        )
     changes += detector.close()
     return [c.event for c in changes if c.type == "end"]
 
@@ -230,6 +257,8 @@ def _finish_clip(
         model_id,
         scored.since,
         model.config.behaviour.min_run_s,
+        scored.track,
+        scored.in_view,
     )
     peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
     stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}

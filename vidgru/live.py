@@ -231,6 +231,7 @@ class CameraScorer:
             self.state = StreamState()
             self.behaviour = BehaviourState()
             self.tracks = self._track_scorer()
+            self.detector.forget_tracks()
             self._behaviour_run, self._behaviour_since = 0, -1
         desc = self.model.descriptors.transform(frame.motion[None], self._appearance[None])[0]
         history = self.state.history  # step() replaces it; the reason below needs this frame's window
@@ -253,18 +254,20 @@ class CameraScorer:
                 score, from_behaviour = b_score, True
                 cell = region_cell(b_cell, frame.occupancy * self.roi, self.grid, regions)
         calibration = self.model.tracks_calibration
+        track: int | None = None
         if self.tracks is not None and frame.detections is not None and calibration is not None:
             t_logit, t_box = self.tracks.push(frame.detections)
             t_score = float(calibration(np.array([t_logit], np.float32))[0])
             if t_box is not None and t_score > score and t_score >= self.model.config.behaviour.floor:
                 score, from_behaviour, frame.box = t_score, True, t_box
                 cell = int(box_cells(t_box[None], self.grid)[0])
+                track = self.tracks.track
         # As in batch (jobs.score_clip): the behaviour models count once they have held for min_run_s.
         if from_behaviour and self._behaviour_run == 0:
             self._behaviour_since = frame.seq
         self._behaviour_run = self._behaviour_run + 1 if from_behaviour else 0
         if from_behaviour and self._behaviour_run < max(1, self._min_run):
-            score, cell, from_behaviour, frame.box = short_score, short_cell, False, None
+            score, cell, from_behaviour, frame.box, track = short_score, short_cell, False, None, None
         self._now = (frame.seq, iso_utc(frame.captured))
         if len(self._captured_order) == self._captured_order.maxlen:
             self._captured.pop(self._captured_order[0], None)
@@ -275,7 +278,8 @@ class CameraScorer:
         self._recent.append(frame)
         self._last = frame
         since = self._behaviour_since if from_behaviour else None
-        changes = self.detector.update(frame.seq, score, cell, since)
+        in_view = self.tracks.in_view if self.tracks is not None else ()
+        changes = self.detector.update(frame.seq, score, cell, since, track, in_view)
         current = self.detector.open_event
         if current is not None and current.peak_frame == frame.seq:  # a new peak: say why, while it is here
             pad = self.model.temporal.window - 1

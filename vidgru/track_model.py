@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -60,6 +61,15 @@ class TrackState:
 
     hidden: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     recent: dict[int, deque[np.ndarray]] = field(default_factory=dict)
+
+
+class FrameTracks(NamedTuple):
+    """A clip's track scores per frame (:meth:`TrackModel.frame_tracks`)."""
+
+    logits: np.ndarray  # (T,) the highest track logit (-inf where no track counts)
+    boxes: np.ndarray  # (T, 4) that track's box (NaN where none)
+    track: np.ndarray  # (T,) that track's id (-1 where none)
+    in_view: dict[int, tuple[int, int]]  # track id -> its first and last frame in view (inclusive)
 
 
 class TrackModel:
@@ -161,8 +171,16 @@ class TrackModel:
     def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Per step of the clip, the highest logit of the tracks seen in it or in the ``hold`` steps before
         (each track's latest) (-inf where none was), and that track's box ``(n_steps, 4)`` (NaN where none)."""
+        best, boxes, _ = self._clip_steps(tracks, n_steps)
+        return best, boxes
+
+    def _clip_steps(
+        self, tracks: Sequence[TrackSequence], n_steps: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`clip_logits`, and the id of the track that gave each step's logit (-1 where none)."""
         best = np.full(n_steps, -np.inf, np.float32)
         boxes = np.full((n_steps, 4), np.nan, np.float32)
+        ids = np.full(n_steps, -1, np.int64)
         for track, logits in zip(tracks, self.score_tracks(tracks), strict=True):
             steps, held = held_steps(track.steps, self.hold)
             inside = steps < n_steps
@@ -170,18 +188,39 @@ class TrackModel:
             higher = logits[held] > best[steps]
             best[steps[higher]] = logits[held][higher]
             boxes[steps[higher]] = track.boxes[held][higher]
-        return best, boxes
+            ids[steps[higher]] = track.track
+        return best, boxes, ids
 
     def frame_logits(
         self, tracks: Sequence[TrackSequence], n_frames: int, stride: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`clip_logits` per frame: each frame's highest logit among the tracks of the last step
         complete at it (-inf where there is none) ``(n_frames,)``, and that track's box ``(n_frames, 4)``."""
-        best, boxes = self.clip_logits(tracks, n_frames // stride)
+        scored = self.frame_tracks(tracks, n_frames, stride)
+        return scored.logits, scored.boxes
+
+    def frame_tracks(self, tracks: Sequence[TrackSequence], n_frames: int, stride: int) -> FrameTracks:
+        """:meth:`frame_logits`, the track that gave each frame's logit and the frames each track is in
+        view: from the end of its first step to the end of the last step at which the tracker still held
+        it (seen, or hidden for a moment), as :class:`TrackScorer` says live."""
+        best, boxes, ids = self._clip_steps(tracks, n_frames // stride)
         done = (np.arange(n_frames) + 1) // stride - 1
-        return frame_logits(best[:, None], n_frames, stride)[:, 0], np.where(
-            (done >= 0)[:, None], boxes[np.maximum(done, 0)], np.nan
-        ).astype(np.float32)
+        at = np.maximum(done, 0)
+        started = (done >= 0)[:, None]
+        in_view = {
+            t.track: (
+                (int(t.steps[0]) + 1) * stride - 1,
+                (int(t.last_alive if t.last_alive >= 0 else t.steps[-1] + self.hold) + 2) * stride - 2,
+            )
+            for t in tracks
+            if len(t.steps)
+        }
+        return FrameTracks(
+            frame_logits(best[:, None], n_frames, stride)[:, 0],
+            np.where(started, boxes[at], np.nan).astype(np.float32),
+            np.where(done >= 0, ids[at], -1),
+            in_view,
+        )
 
     @torch.inference_mode()
     def step(self, steps: Sequence[TrackStep], state: TrackState, alive: set[int]) -> np.ndarray:
@@ -242,13 +281,21 @@ class TrackScorer:
         self.stepper = TrackStepper(stride, fps)
         self.state = TrackState()
         self.logit, self.box = -np.inf, None
+        self.track: int | None = None  # the track that gave ``logit``
+        self._alive: set[int] = set()
         self._latest: dict[int, tuple[float, np.ndarray, int]] = {}  # track -> logit, box, step last seen
+
+    @property
+    def in_view(self) -> set[int]:
+        """The tracks the tracker held at the end of the last step (seen, or hidden for a moment)."""
+        return self._alive
 
     def push(self, detections: np.ndarray) -> tuple[float, np.ndarray | None]:
         steps = self.stepper.push(detections)
         if self.stepper.frames % self.stride:
             return self.logit, self.box
-        logits = self.model.step(steps, self.state, self.stepper.alive)
+        self._alive = self.stepper.alive
+        logits = self.model.step(steps, self.state, self._alive)
         if self.allowed is not None and len(steps):
             cells = box_cells(np.stack([s.box for s in steps]), self.grid)
             logits = np.where(self.allowed[cells], logits, -np.inf)
@@ -257,8 +304,8 @@ class TrackScorer:
             self._latest[step.track] = (logit, step.box, now)
         for track in [k for k, (_, _, seen) in self._latest.items() if now - seen > self.model.hold]:
             del self._latest[track]
-        self.logit, self.box = -np.inf, None
-        for logit, box, _ in self._latest.values():
+        self.logit, self.box, self.track = -np.inf, None, None
+        for track, (logit, box, _) in self._latest.items():
             if logit > self.logit:
-                self.logit, self.box = logit, box
+                self.logit, self.box, self.track = logit, box, track
         return self.logit, self.box

@@ -521,21 +521,29 @@ class TrackSequence:
     steps: np.ndarray  # (S_track,) the clip's step index of each of the track's steps
     features: np.ndarray  # (S_track, N_TRACK)
     boxes: np.ndarray  # (S_track, 4)
+    # The last step at whose end the tracker still held the track (seen, or hidden for up to MAX_AGE
+    # frames); -1: not known
+    last_alive: int = -1
 
 
 def clip_tracks(detections: Sequence[np.ndarray], stride: int, fps: float) -> list[TrackSequence]:
     """A whole clip's tracks, each with its steps in order, as a :class:`TrackStepper` gives them live."""
     stepper = TrackStepper(stride, fps)
     per: dict[int, list[tuple[int, TrackStep]]] = {}
+    last_alive: dict[int, int] = {}
     for frame, dets in enumerate(detections):
         for step in stepper.push(dets):
             per.setdefault(step.track, []).append(((frame + 1) // stride - 1, step))
+        if (frame + 1) % stride == 0:
+            for track in stepper.alive:
+                last_alive[track] = (frame + 1) // stride - 1
     return [
         TrackSequence(
             track,
             np.array([k for k, _ in items], np.int64),
             np.stack([s.features for _, s in items]),
             np.stack([s.box for _, s in items]),
+            last_alive.get(track, -1),
         )
         for track, items in per.items()
     ]

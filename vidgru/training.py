@@ -33,7 +33,7 @@ from vidgru.occupancy import SceneBackground
 from vidgru.scoring import Calibration, frame_scores
 from vidgru.tampering import TamperReference
 from vidgru.temporal import StreamState, TemporalModel
-from vidgru.track_model import TrackModel
+from vidgru.track_model import FrameTracks, TrackModel
 from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import clip_tracks
 
@@ -94,15 +94,16 @@ class TrainedModel:
         )
         return frame_logits(self.behaviour.score(steps), features.n_frames, stride)
 
-    def track_logits(self, features: ClipFeatures) -> tuple[np.ndarray, np.ndarray] | None:
+    def track_logits(self, features: ClipFeatures) -> FrameTracks | None:
         """``(T,)``: each frame's highest logit among the tracks of the last step complete at it (-inf
-        where there is none), and that track's box ``(T, 4)`` in fractions of the picture (NaN where none);
-        None without a track model or detections."""
+        where there is none), that track's box ``(T, 4)`` in fractions of the picture (NaN where none), its
+        id, and the frames each track is in view (:meth:`TrackModel.frame_tracks`); None without a track
+        model or detections."""
         if self.tracks is None or features.detections is None or features.n_frames == 0:
             return None
         stride = step_stride(features.fps, self.config.behaviour.step_s)
         tracks = clip_tracks(features.detections, stride, features.fps)
-        return self.tracks.frame_logits(tracks, features.n_frames, stride)
+        return self.tracks.frame_tracks(tracks, features.n_frames, stride)
 
 
 def _split(features: ClipFeatures, holdout: float) -> int:

@@ -268,6 +268,17 @@ class EventsConfig(StrictModel):
         "confirmed behaviour.min_run_s after it began, so the event waits that much longer before it ends; "
         "its end record comes up to this plus behaviour.min_run_s later.",
     )
+    behaviour_track_hold_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="An event a tracked object's behaviour drove stays open past behaviour_merge_gap_s while "
+        "that object is still in view, up to this long after its last active frame, and that object's "
+        "behaviour coming back carries it on: one alert per object, as Frigate keeps one event per tracked "
+        "object (a pacer who turns again on the way out, a stop-and-go walker who stops once more). Anything "
+        "else that reaches the threshold meanwhile ends it and opens its own. 0: events are not held for a "
+        "track.",
+    )
     thumbnails: bool = Field(
         True, description="Save a JPEG of each event's peak frame beside the events file."
     )
