@@ -315,10 +315,7 @@ def main() -> None:
         [
             BEGIN,
             f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({cpu}), no GPU, torch "
-            f"{torch.__version__}. Command: `python benchmarks/ped2.py --write`"
-            + (f" with `--config {args.config}`" if args.config else "")
-            + (f" `--memory {args.memory}`" if args.memory is not None else "")
-            + ".",
+            f"{torch.__version__}. Command: `{' '.join(['python benchmarks/ped2.py', *sys.argv[1:]])}`.",
             "",
             *table,
             "",
