@@ -134,8 +134,7 @@ class EventDetector:
             if score >= cfg.threshold:
                 self._begin(frame, score, cell, since, track)
         elif score >= cfg.threshold * cfg.hysteresis and not self._waiting(frame, since, track, held):
-            self._last_active, self._last_from_behaviour = frame, since is not None
-            self._track = track if since is not None else None
+            self._active(frame, since, track)
             ev.end_frame, ev.end_time = frame, self.clock(frame)
             if score > ev.peak_score:
                 ev.peak_frame, ev.peak_score, ev.peak_cell = frame, float(score), cell
@@ -165,8 +164,12 @@ class EventDetector:
             self.cfg.threshold,
             self.model,
         )
-        self._started, self._last_active = False, frame
-        self._last_from_behaviour = since is not None
+        self._started = False
+        self._active(frame, since, track)
+
+    def _active(self, frame: int, since: int | None, track: int | None) -> None:
+        """The open event's latest active frame, and whether (and which track's) behaviour it was."""
+        self._last_active, self._last_from_behaviour = frame, since is not None
         self._track = track if since is not None else None
 
     def forget_tracks(self) -> None:
@@ -177,9 +180,7 @@ class EventDetector:
         """Whether the open event is a tracked object's behaviour, that object is still in view, and its
         last active frame is at most ``behaviour_track_hold_s`` ago."""
         return (
-            self._open is not None
-            and self._last_from_behaviour
-            and self._track is not None
+            self._track is not None
             and frame - self._last_active <= self.track_hold_frames
             and self._track in tracked
         )
@@ -208,7 +209,7 @@ class EventDetector:
 
     def _finish(self) -> list[EventChange]:
         ev, started = self._open, self._started
-        self._open, self._started = None, False
+        self._open, self._started, self._track = None, False, None
         if ev is not None and started:
             self._last_end = ev.end_frame
         return [EventChange("end", ev)] if ev is not None and started else []

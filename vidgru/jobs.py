@@ -155,10 +155,10 @@ def detector_clock(fps: float) -> Callable[[int], float]:
 
 
 class _InView:
-    """The tracks in view at one frame, from each track's first and last frame in view."""
+    """The tracks in view at ``frame``, from each track's first and last frame in view."""
 
-    def __init__(self, spans: Mapping[int, tuple[int, int]], frame: int) -> None:
-        self.spans, self.frame = spans, frame
+    def __init__(self, spans: Mapping[int, tuple[int, int]]) -> None:
+        self.spans, self.frame = spans, 0
 
     def __contains__(self, track: object) -> bool:
         span = self.spans.get(track) if isinstance(track, int) else None
@@ -184,12 +184,13 @@ def detect_events(
     changes = []
     began = since.tolist() if since is not None else [-1] * len(scores)
     by = track.tolist() if track is not None else [-1] * len(scores)
-    spans = in_view or {}
+    tracked = _InView(in_view or {})
     for frame, (score, cell, first, k) in enumerate(
         zip(scores.tolist(), cells.tolist(), began, by, strict=True)
     ):
+        tracked.frame = frame  # the detector reads it within update() only
         changes += detector.update(
-            frame, score, cell, first if first >= 0 else None, k if k >= 0 else None, _InView(spans, frame)
+            frame, score, cell, first if first >= 0 else None, k if k >= 0 else None, tracked
         )
     changes += detector.close()
     return [c.event for c in changes if c.type == "end"]

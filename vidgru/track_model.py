@@ -205,8 +205,7 @@ class TrackModel:
         it (seen, or hidden for a moment), as :class:`TrackScorer` says live."""
         best, boxes, ids = self._clip_steps(tracks, n_frames // stride)
         done = (np.arange(n_frames) + 1) // stride - 1
-        at = np.maximum(done, 0)
-        started = (done >= 0)[:, None]
+        at, started = np.maximum(done, 0), done >= 0
         in_view = {
             t.track: (
                 (int(t.steps[0]) + 1) * stride - 1,
@@ -217,8 +216,8 @@ class TrackModel:
         }
         return FrameTracks(
             frame_logits(best[:, None], n_frames, stride)[:, 0],
-            np.where(started, boxes[at], np.nan).astype(np.float32),
-            np.where(done >= 0, ids[at], -1),
+            np.where(started[:, None], boxes[at], np.nan).astype(np.float32),
+            np.where(started, ids[at], -1),
             in_view,
         )
 
