@@ -21,6 +21,7 @@ from vidgru.track_training import (
     fit_tracks,
     hold,
     longest_normal_stop,
+    normal_chains,
     stop_and_go,
     unseen_by,
 )
@@ -380,6 +381,19 @@ def test_edits_label_only_what_outlasts_or_repeats() -> None:
     assert (stopped.labels[:17] == 0).all()  # through the first stop: people stop once
     assert (stopped.labels[third_stop : third_stop + 4] == 1).all()
     assert stopped.features[third_stop : third_stop + 4, _SPEED].mean() < SLOW
+
+
+def test_chained_normal_tracks_never_meet_head_on() -> None:
+    rng = np.random.default_rng(2)
+    rightwards = [_walk(20, rng) for _ in range(5)]
+    leftwards = [_walk(20, rng) * np.array([-1, 1, 1, 1, 1, 1], np.float32) for _ in range(5)]
+    standing = _walk(20, rng) * np.array([0, 0, 0, 1, 1, 1], np.float32)
+    chains = normal_chains(rightwards + leftwards + [standing], 100, rng)
+    headings = [np.unique(np.sign(c[c[:, _SPEED] >= SLOW, _VX])).tolist() for c in chains]
+    # A chain is one walk on and on, never a turn back that nobody made; both ways occur.
+    assert all(len(h) == 1 for h in headings)
+    assert {h[0] for h in headings} == {-1.0, 1.0}
+    assert any(len(c) == 60 and (c[:, _SPEED] < SLOW).sum() == 20 for c in chains)  # standing joins either
 
 
 def test_a_track_scores_the_highest_of_its_sets_each_on_its_own_scale() -> None:

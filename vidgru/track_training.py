@@ -274,14 +274,34 @@ def _training_items(
     per_track = max(3, round(cfg.edits * len(clips) / len(normal)))
     # Edited tracks are longer than normal ones; chains of normal tracks (one walks on as the next) keep
     # the GRU from taking a track's length for the anomaly, and edits in them teach it to see one late.
-    chains = [
-        np.concatenate([normal[i] for i in rng.choice(len(normal), _CHAIN)])
-        for _ in range(_CHAINS * len(normal) // _CHAIN)
-    ]
+    chains = normal_chains(normal, _CHAINS * len(normal) // _CHAIN, rng)
     items = [EditedTrack(f, np.zeros(len(f), np.float32)) for f in normal + chains]
     for f in normal + chains:
         items += make_edits(f, per_track, stop, step_s, rng, kinds)
     return items, stop
+
+
+def _headings(f: np.ndarray) -> tuple[int, int]:
+    """The sign of a track's horizontal velocity where it first and last walks (0: it never walks)."""
+    walking = f[f[:, _SPEED] >= SLOW, _VX]
+    return (int(np.sign(walking[0])), int(np.sign(walking[-1]))) if len(walking) else (0, 0)
+
+
+def normal_chains(normal: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``count`` chains of ``_CHAIN`` normal tracks played one after another, each next track heading the
+    way the last one went: two tracks met head-on would be a turn back that nobody made, and chains with
+    two of them taught the GRU that turning back and forth is normal."""
+    headings = np.array([_headings(f) for f in normal])
+    chains = []
+    for _ in range(count):
+        picked = [int(rng.integers(len(normal)))]
+        heading = headings[picked[0], 1]
+        for _ in range(_CHAIN - 1):
+            fits = np.flatnonzero((headings[:, 0] == heading) | (headings[:, 0] == 0) | (heading == 0))
+            picked.append(int(rng.choice(fits)))
+            heading = headings[picked[-1], 1] or heading
+        chains.append(np.concatenate([normal[i] for i in picked]))
+    return chains
 
 
 def _padded(
