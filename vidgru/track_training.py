@@ -290,7 +290,8 @@ def _headings(f: np.ndarray) -> tuple[int, int]:
 def normal_chains(normal: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> list[np.ndarray]:
     """``count`` chains of ``_CHAIN`` normal tracks played one after another, each next track heading the
     way the last one went: two tracks met head-on would be a turn back that nobody made, and chains with
-    two of them taught the GRU that turning back and forth is normal."""
+    two of them, labelled normal, would teach the GRU that pacing is normal (on generated scenes they had:
+    BENCHMARKS.md, 2026-12-07). Only the horizontal heading is compared."""
     headings = np.array([_headings(f) for f in normal])
     chains = []
     for _ in range(count):
