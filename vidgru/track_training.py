@@ -293,13 +293,18 @@ def normal_chains(normal: Sequence[np.ndarray], count: int, rng: np.random.Gener
     two of them, labelled normal, would teach the GRU that pacing is normal (on generated scenes they had:
     BENCHMARKS.md, 2026-12-07). Only the horizontal heading is compared."""
     headings = np.array([_headings(f) for f in normal])
+    # The tracks that may walk on after one heading -1, 0 (standing: any) or +1, by heading + 1.
+    after = [
+        np.flatnonzero(headings[:, 0] != 1),
+        np.arange(len(normal)),
+        np.flatnonzero(headings[:, 0] != -1),
+    ]
     chains = []
     for _ in range(count):
         picked = [int(rng.integers(len(normal)))]
         heading = headings[picked[0], 1]
         for _ in range(_CHAIN - 1):
-            fits = np.flatnonzero((headings[:, 0] == heading) | (headings[:, 0] == 0) | (heading == 0))
-            picked.append(int(rng.choice(fits)))
+            picked.append(int(rng.choice(after[heading + 1])))
             heading = headings[picked[-1], 1] or heading
         chains.append(np.concatenate([normal[i] for i in picked]))
     return chains
