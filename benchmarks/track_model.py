@@ -61,12 +61,15 @@ def frames(path: Path) -> Iterator[np.ndarray]:
     return (frame for _, frame in FrameReader(discover_clips([path])[0]))
 
 
-def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray]]:
-    """Each clip's blobs per frame, against the background ``vidgru train`` would fit (cached in ``work``)."""
+def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray | None]]:
+    """Each clip's blobs per frame, against the background ``vidgru train`` would fit (cached in ``work``
+    for every frame), None on the frames that background does not look at (``detect_every``)."""
     cache = work / "blobs.pkl"
     if cache.is_file():
         with cache.open("rb") as f:
-            return pickle.load(f)
+            every: dict[Key, list[np.ndarray]] = pickle.load(f)
+        looked = SceneBackground(np.zeros((1, 1), np.uint8), 0.0)  # detect_every as a new fit has it
+        return {k: [d if looked.looks_at(i) else None for i, d in enumerate(v)] for k, v in every.items()}
     started = time.monotonic()
     train = sorted((work / ROLES[0]).glob("*.mp4"))
     background: SceneBackground = fit_background(
@@ -80,7 +83,7 @@ def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray]]:
     with cache.open("wb") as f:
         pickle.dump(blobs, f)
     print(f"blobs cached in {time.monotonic() - started:.0f} s -> {cache}")
-    return blobs
+    return cached_blobs(work, cfg)
 
 
 class Averaged:

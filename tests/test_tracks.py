@@ -11,7 +11,7 @@ import pytest
 
 from vidgru.config import BehaviourConfig
 from vidgru.errors import ModelError
-from vidgru.occupancy import BACKGROUND_JSON, BLOB_CLOSING, SceneBackground, fit_background
+from vidgru.occupancy import BACKGROUND_JSON, BLOB_CLOSING, DETECT_EVERY, SceneBackground, fit_background
 from vidgru.synthetic import BehaviourSceneSpec, Episode, behaviour_frames, plan_behaviour_scene
 from vidgru.track_model import TrackModel, TrackScorer
 from vidgru.track_training import (
@@ -134,6 +134,23 @@ def test_a_background_keeps_the_closing_its_model_learnt_with(tmp_path: Path) ->
         SceneBackground.load(tmp_path)
 
 
+def test_a_background_keeps_which_frames_its_model_tracked_on(tmp_path: Path) -> None:
+    fitted = fit_background([[np.full((60, 90, 3), 100, np.uint8)] * 3], (120, 180))
+    assert fitted.detect_every == DETECT_EVERY == 2
+    assert [fitted.looks_at(i) for i in range(5)] == [True, False, True, False, True]
+    fitted.save(tmp_path)
+    assert SceneBackground.load(tmp_path).detect_every == 2
+    # A background saved before it was kept: its model's tracks were made from blobs on every frame.
+    meta = json.loads((tmp_path / BACKGROUND_JSON).read_text())
+    del meta["detect_every"]
+    (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
+    assert SceneBackground.load(tmp_path).detect_every == 1
+    meta["detect_every"] = 3
+    (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="detect_every 3"):
+        SceneBackground.load(tmp_path)
+
+
 def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:
     from deep_sort_realtime.deep_sort.kalman_filter import KalmanFilter
 
@@ -211,17 +228,23 @@ def test_the_quick_tracker_makes_deepsorts_own_tracks(monkeypatch: pytest.Monkey
         np.testing.assert_array_equal(a.features, b.features)
 
 
-def test_one_walker_is_one_track_whose_steps_carry_its_velocity() -> None:
+@pytest.mark.parametrize("every", [1, 2])
+def test_one_walker_is_one_track_whose_steps_carry_its_velocity(every: int) -> None:
     # 1 px/frame to the right for 6 s, then standing 6 s: one id throughout, speed falls to about zero.
+    # Looked at on every ``every``-th frame only, as a background with that detect_every has it: the track
+    # coasts between looks without being missed, and is seen in all of each step's looks.
     xs = [20.0 + min(t, 60) for t in range(120)]
     background, images = _scene(xs, 120)
-    tracks = clip_tracks([detect(f, background) for f in images], stride=5, fps=10.0)
+    detections = [detect(f, background) if t % every == 0 else None for t, f in enumerate(images)]
+    tracks = clip_tracks(detections, stride=5, fps=10.0)
     assert len(tracks) == 1
     (track,) = tracks
     walking = track.features[2:10]
     assert np.allclose(walking[:, _VX], 10 / 180, atol=0.01)  # 10 px/s in fractions of the width
     assert (track.features[-8:, _SPEED] < SLOW).all()
+    assert np.allclose(track.features[1:, TRACK_FEATURES.index("seen")], 1.0)
     assert list(track.steps) == sorted(track.steps)
+    assert list(track.steps) == list(range(int(track.steps[0]), 24))  # a step every 0.5 s to the end
 
 
 @pytest.mark.parametrize("rule", [True, False])

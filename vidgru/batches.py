@@ -38,7 +38,8 @@ class FrameBatch:
     tamper: list[TamperChange] = field(default_factory=list)  # tampering episodes opened/closed in it
     evidence: list[Evidence] = field(default_factory=list)  # per frame, when decoded as a segment
     occupancy: np.ndarray | None = None  # (B, cells), given a scene background
-    detections: list[np.ndarray] | None = None  # per frame, given a scene background (vidgru.tracks)
+    # per frame, given a scene background (vidgru.tracks); None on frames it does not look at
+    detections: list[np.ndarray | None] | None = None
 
 
 @dataclass
@@ -53,7 +54,7 @@ class FeatureBatch:
     tamper: list[TamperChange] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     occupancy: np.ndarray | None = None
-    detections: list[np.ndarray] | None = None
+    detections: list[np.ndarray | None] | None = None
 
 
 @dataclass
@@ -72,7 +73,8 @@ class ClipFeatures:
     report: DecodeReport = field(default_factory=lambda: DecodeReport(""))
     tamper: list[TamperChange] = field(default_factory=list)
     occupancy: np.ndarray | None = None  # (T, cells): what stands in each cell (vidgru.occupancy)
-    detections: list[np.ndarray] | None = None  # per frame, the blobs to track (vidgru.tracks.detect)
+    # per frame, the blobs to track (vidgru.tracks.detect); None on frames not looked at
+    detections: list[np.ndarray | None] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -154,7 +156,7 @@ def frame_batches(
     rows: list[int] = []
     stats: list[np.ndarray] = []
     occupied: list[np.ndarray] = []
-    blobs: list[np.ndarray] = []
+    blobs: list[np.ndarray | None] = []
     grid = cfg.motion.grid
     batch_start = start
 
@@ -193,7 +195,7 @@ def frame_batches(
         if background is not None:
             differs = background.foreground(frame)
             occupied.append(background.occupancy(frame, grid, differs))
-            blobs.append(detect(frame, background, differs))
+            blobs.append(detect(frame, background, differs) if background.looks_at(index) else None)
         if len(rows) == size:
             yield flush()
             images, rows, stats, occupied, blobs, batch_start = [], [], [], [], [], index + 1

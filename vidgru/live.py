@@ -77,7 +77,8 @@ class LiveFrame:
     preview: np.ndarray  # BGR, at most PREVIEW_WIDTH wide
     shape: tuple[int, int]  # the stream's frame size, (height, width)
     occupancy: np.ndarray | None = None  # (cells,), when the model has a behaviour model
-    detections: np.ndarray | None = None  # the blobs to track (vidgru.tracks.detect), likewise
+    # the blobs to track (vidgru.tracks.detect), likewise; None also on frames the background does not look at
+    detections: np.ndarray | None = None
     box: np.ndarray | None = None  # set when a track gave the frame's score: its box, in fractions
 
 
@@ -99,6 +100,7 @@ class FramePrep:
         self.every = features.interval + 1
         self._last_seq: int | None = None
         self._since_cnn = 0
+        self._since_restart = 0  # frames, as a video's index: blobs are made on the same frames
 
     def __call__(self, frame: CapturedFrame) -> LiveFrame:
         restart = frame.restart or self._last_seq is None or frame.seq != self._last_seq + 1
@@ -106,6 +108,7 @@ class FramePrep:
         if restart:
             self.motion.reset()
             self._since_cnn = 0
+            self._since_restart = 0
         stats = self.motion.push(frame.image)
         cnn_input = None
         if self._since_cnn % self.every == 0:
@@ -123,7 +126,9 @@ class FramePrep:
         if self.background is not None:
             differs = self.background.foreground(frame.image)
             occupancy = self.background.occupancy(frame.image, self.grid, differs)
-            detections = detect(frame.image, self.background, differs)
+            if self.background.looks_at(self._since_restart):
+                detections = detect(frame.image, self.background, differs)
+        self._since_restart += 1
         return LiveFrame(
             self.camera,
             frame.seq,
@@ -255,7 +260,8 @@ class CameraScorer:
                 cell = region_cell(b_cell, frame.occupancy * self.roi, self.grid, regions)
         calibration = self.model.tracks_calibration
         track: int | None = None
-        if self.tracks is not None and frame.detections is not None and calibration is not None:
+        # A frame without detections still moves the tracker on (TrackStepper.push).
+        if self.tracks is not None and calibration is not None:
             t_logit, t_box = self.tracks.push(frame.detections)
             t_score = float(calibration(np.array([t_logit], np.float32))[0])
             if t_box is not None and t_score > score and t_score >= self.model.config.behaviour.floor:

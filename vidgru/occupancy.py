@@ -35,6 +35,14 @@ BACKGROUND_PNG = "background.png"
 # from such blobs.
 BLOB_CLOSING = (7, 3)
 _CLOSING_BEFORE = (3, 3)
+# Blobs are made, and the tracker matches them, on every DETECT_EVERY-th frame of a video (from its first);
+# tracks coast on their Kalman prediction between. Half the frames halve what tracking costs, and at 10
+# frames/s a walker moves a few pixels between looks (BENCHMARKS.md, 2026-12-07 twenty-second session). A
+# background saved before it was kept with it made blobs on every frame, and keeps that. 1 or 2 only: a
+# step's velocity is the move of its boxes' mean, which is a step's time only when every step's looks sit
+# alike in it (with every third frame, steps of 5 frames hold one look or two, at shifting times).
+DETECT_EVERY = 2
+_DETECT_EVERY_BEFORE = 1
 MAX_SAMPLES = 400  # frames the median is taken over
 _MIN_THRESHOLD = 12.0  # grey levels; below this, sensor and codec noise pass for objects
 
@@ -53,6 +61,11 @@ class SceneBackground:
     picture: np.ndarray  # uint8 grey, at size
     threshold: float  # grey-level difference that marks a pixel as not background
     closing: tuple[int, int] = BLOB_CLOSING  # the kernel the foreground is closed with into blobs
+    detect_every: int = DETECT_EVERY  # blobs are made on frames whose index is a multiple of this
+
+    def looks_at(self, index: int) -> bool:
+        """Whether blobs are made on frame ``index`` of a video (or of a stream since it (re)started)."""
+        return index % self.detect_every == 0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,7 +87,12 @@ class SceneBackground:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         cv2.imwrite(str(directory / BACKGROUND_PNG), self.picture)
-        meta = {"size": list(self.size), "threshold": self.threshold, "closing": list(self.closing)}
+        meta = {
+            "size": list(self.size),
+            "threshold": self.threshold,
+            "closing": list(self.closing),
+            "detect_every": self.detect_every,
+        }
         (directory / BACKGROUND_JSON).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -87,13 +105,16 @@ class SceneBackground:
             rows, cols = (int(v) for v in meta.get("closing", _CLOSING_BEFORE))
             if not (1 <= rows <= 31 and 1 <= cols <= 31):
                 raise ValueError(f"closing {rows} x {cols} is not between 1 and 31 each way")
+            every = int(meta.get("detect_every", _DETECT_EVERY_BEFORE))
+            if every not in (1, 2):
+                raise ValueError(f"detect_every {every} is not 1 or 2")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ModelError(
                 f"{directory / BACKGROUND_JSON} is unreadable ({err}); retrain the model"
             ) from err
         if picture is None:
             raise ModelError(f"{directory / BACKGROUND_PNG} is missing or unreadable; retrain the model")
-        return cls(picture, threshold, (rows, cols))
+        return cls(picture, threshold, (rows, cols), every)
 
 
 def fit_background(

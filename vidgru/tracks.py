@@ -5,11 +5,13 @@ that person's path, which a grid of regions only sees in pieces: a region on a w
 with different people. So each frame's foreground (the pixels that differ from the fitted empty scene,
 :mod:`vidgru.occupancy`) is cut into blobs, each blob gets a small colour histogram as its appearance,
 and DeepSORT (the ``deep-sort-realtime`` package: a Kalman filter per track, matched on appearance and
-box overlap) keeps one id per thing for as long as it is in view, standing still included.
+box overlap) keeps one id per thing for as long as it is in view, standing still included. Blobs are made
+and matched on every other frame (the background's ``detect_every``); between looks the tracks move on
+their Kalman prediction.
 
 Every ``stride`` frames, each track seen in those frames makes one step: how fast and which way its
-box's centre moved since its previous step, the box's size (as fractions of the picture), and how much
-of the step it was seen; the box itself goes with the step, for the event's box. Nothing here counts
+box's centre moved since its previous step, the box's size (as fractions of the picture), and in what
+share of the step's looks it was seen; the box itself goes with the step, for the event's box. Nothing here counts
 time or reversals: that is the GRU's job (:mod:`vidgru.track_model`), which is what the ``memory``
 ablation measures.
 
@@ -48,7 +50,7 @@ N_EMBED = HIST_BINS**3
 _BIN_SHIFT = 8 - (HIST_BINS - 1).bit_length()  # a colour level's bin: level >> shift, as calcHist's even bins
 MIN_AREA = 8  # background pixels (at the background's size): a bag is about 16, a person about 60
 MAX_AGE = 50  # frames a track survives unseen (occluded by a passer-by) before it is dropped
-N_INIT = 3  # frames a blob must be seen before its track counts: noise does not last that long
+N_INIT = 3  # looks at which a blob must be seen before its track counts: noise does not last that long
 NN_BUDGET = 20  # appearance samples kept per track: matching cost stays flat however long it lives
 # How far a track's velocity may change per frame, in box heights: DeepSORT's 1/160 lets a figure that turns
 # or stops leave its track's gate, and a pacer became a new track at each turn (BENCHMARKS.md, 2026-11-30
@@ -199,19 +201,23 @@ def quick_tracker() -> type:
     tracks: on UCSD Ped2's test clips and 131,000 frames of generated scenes, identical to the stock
     tracker's, in 0.43 ms a frame on Ped2 instead of 0.92. Needs :func:`quick_kalman`'s filter.
 
-    One rule the package lacks: a blob matched to a track it is far larger than (:func:`merged_blobs`)
-    adds no appearance sample to that track."""
+    Two rules the package lacks: a blob matched to a track it is far larger than (:func:`merged_blobs`)
+    adds no appearance sample to that track; and frames can go by without a look (``predict`` without
+    ``update``, :meth:`TrackStepper.push`), after which the package's tests for "seen in the last frame" mean
+    "seen at the last look". Looking at every frame, that is the package's own test."""
     from deep_sort_realtime.deep_sort import linear_assignment
     from deep_sort_realtime.deep_sort.kalman_filter import chi2inv95
     from deep_sort_realtime.deep_sort.tracker import Tracker
     from scipy.optimize import linear_sum_assignment
 
     def _iou_costs(
-        tracks: list, detections: list, track_indices: list, detection_indices: list
+        tracks: list, detections: list, track_indices: list, detection_indices: list, last_look: int = 1
     ) -> np.ndarray:
-        """deep-sort-realtime's ``iou_cost`` for all tracks at once: the same arithmetic on each pair."""
+        """deep-sort-realtime's ``iou_cost`` for all tracks at once: the same arithmetic on each pair.
+        ``last_look``: frames since the tracker last looked (the package's 1); tracks not seen then cost
+        ``INFTY_COST``, as the package's unseen for more than a frame do."""
         costs = np.full((len(track_indices), len(detection_indices)), linear_assignment.INFTY_COST)
-        near = [r for r, k in enumerate(track_indices) if tracks[k].time_since_update <= 1]
+        near = [r for r, k in enumerate(track_indices) if tracks[k].time_since_update <= last_look]
         if not near:
             return costs
         boxes = np.array([tracks[track_indices[r]].to_ltwh() for r in near])[:, None, :]
@@ -241,6 +247,10 @@ def quick_tracker() -> type:
         update = predict
 
     class QuickTracker(Tracker):
+        # Frames predicted since the last update: 1 when every frame is looked at, as the package assumes.
+        # A track seen at the last look has been unseen this long, not one frame (TrackStepper.push).
+        since_look = 0
+
         def update(self, detections: list, today: object = None) -> None:
             """deep-sort-realtime's ``Tracker.update`` with the matched tracks' Kalman updates done at once."""
             # Each detection's to_xyah(), for all at once: the same float32 steps.
@@ -277,9 +287,11 @@ def quick_tracker() -> type:
                 targets += [track.track_id for _ in track.features]
                 track.features = [track.features[-1]]
             self.metric.partial_fit(np.asarray(features), np.asarray(targets), active_targets)
+            self.since_look = 0
             return None
 
         def predict(self) -> None:
+            self.since_look += 1
             if not self.tracks:
                 self._means, self._covariances = np.zeros((0, 8)), np.zeros((0, 8, 8))
                 return
@@ -302,10 +314,14 @@ def quick_tracker() -> type:
             )
             unmatched_a = list(set(confirmed) - {k for k, _ in matches_a})
             # From here on as deep-sort-realtime's Tracker._match: box overlap for what is left.
-            iou_candidates = unconfirmed + [k for k in unmatched_a if self.tracks[k].time_since_update == 1]
-            unmatched_a = [k for k in unmatched_a if self.tracks[k].time_since_update != 1]
+            # The package's "seen a frame ago" is "seen at the last look" (since_look).
+            look = self.since_look
+            iou_candidates = unconfirmed + [
+                k for k in unmatched_a if self.tracks[k].time_since_update == look
+            ]
+            unmatched_a = [k for k in unmatched_a if self.tracks[k].time_since_update != look]
             matches_b, unmatched_b, unmatched_detections = linear_assignment.min_cost_matching(
-                _iou_costs,
+                functools.partial(_iou_costs, last_look=look),
                 self.max_iou_distance,
                 self.tracks,
                 detections,
@@ -451,28 +467,18 @@ class TrackStepper:
         self.tracker.tracker.__class__ = quick_tracker()
         self._detection = Detection
         self.frames = 0
+        self.looks = 0  # frames looked at in the step under way
         self.tracks: dict[int, _Seen] = {}
 
-    def push(self, detections: np.ndarray) -> list[TrackStep]:
-        """One frame's detections (from :func:`detect`); the steps that end with this frame (else [])."""
-        # As DeepSort.update_tracks does, without its checks and its unused suppression's arrays.
-        boxes = np.column_stack([detections[:, :2], detections[:, 2:4] - detections[:, :2]])
-        sized = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    def push(self, detections: np.ndarray | None) -> list[TrackStep]:
+        """One frame's detections (from :func:`detect`), or None for a frame nobody looked at (see
+        :attr:`SceneBackground.detect_every`): the tracks then move on their Kalman prediction alone, as over
+        a frame in which they were hidden, but none is missed for it. The steps that end with this frame
+        (else [])."""
         tracker = self.tracker.tracker
         tracker.predict()
-        tracker.update(
-            [
-                self._detection(box, 1.0, feature, class_name="blob")
-                for box, feature in zip(boxes[sized], detections[sized, 4:], strict=True)
-            ]
-        )
-        tracks = tracker.tracks
-        for track in tracks:
-            if not track.is_confirmed() or track.time_since_update > 0:
-                continue
-            box = track.to_ltrb(orig=True, orig_strict=True)
-            if box is not None:
-                self.tracks.setdefault(int(track.track_id), _Seen()).boxes.append(np.asarray(box, np.float32))
+        if detections is not None:
+            self._look(detections)
         self.frames += 1
         if self.frames % self.stride:
             return []
@@ -485,7 +491,27 @@ class TrackStepper:
                 seen.boxes = []
             elif track_id not in alive:
                 del self.tracks[track_id]
+        self.looks = 0
         return steps
+
+    def _look(self, detections: np.ndarray) -> None:
+        # As DeepSort.update_tracks does, without its checks and its unused suppression's arrays.
+        boxes = np.column_stack([detections[:, :2], detections[:, 2:4] - detections[:, :2]])
+        sized = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        tracker = self.tracker.tracker
+        tracker.update(
+            [
+                self._detection(box, 1.0, feature, class_name="blob")
+                for box, feature in zip(boxes[sized], detections[sized, 4:], strict=True)
+            ]
+        )
+        self.looks += 1
+        for track in tracker.tracks:
+            if not track.is_confirmed() or track.time_since_update > 0:
+                continue
+            box = track.to_ltrb(orig=True, orig_strict=True)
+            if box is not None:
+                self.tracks.setdefault(int(track.track_id), _Seen()).boxes.append(np.asarray(box, np.float32))
 
     @property
     def alive(self) -> set[int]:
@@ -508,7 +534,7 @@ class TrackStepper:
                 float(np.hypot(*velocity)),
                 mean[2] - mean[0],
                 mean[3] - mean[1],
-                len(boxes) / self.stride,
+                len(boxes) / max(self.looks, 1),  # of the frames looked at
             ],
             np.float32,
         )
@@ -526,7 +552,7 @@ class TrackSequence:
     last_alive: int = -1
 
 
-def clip_tracks(detections: Sequence[np.ndarray], stride: int, fps: float) -> list[TrackSequence]:
+def clip_tracks(detections: Sequence[np.ndarray | None], stride: int, fps: float) -> list[TrackSequence]:
     """A whole clip's tracks, each with its steps in order, as a :class:`TrackStepper` gives them live."""
     stepper = TrackStepper(stride, fps)
     per: dict[int, list[tuple[int, TrackStep]]] = {}
