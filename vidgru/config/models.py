@@ -128,9 +128,9 @@ class BehaviourConfig(StrictModel):
 
     enabled: bool = Field(
         False,
-        description="Train and run the behaviour model (its score joins the frame score). Off by default until "
-        "it meets its recall bar on stop-and-go and costs less time (on UCSD Ped2, analyze ran 11-13% slower "
-        "with it; BENCHMARKS.md); `vidgru train --memory N` turns "
+        description="Train and run the behaviour model (its score joins the frame score). Off by default: on "
+        "generated scenes it meets its recall and false-alarm bars on some draws of footage and not on others "
+        "(on UCSD Ped2 it costs analyze 6-9% of its frames/s; BENCHMARKS.md); `vidgru train --memory N` turns "
         'it on. In the --config of analyze or evaluate, "enabled: false" written out leaves a trained '
         "model's behaviour GRUs out; a config without it keeps them.",
     )
@@ -196,10 +196,10 @@ class BehaviourConfig(StrictModel):
     )
     tracks: bool = Field(
         True,
-        description="Track each moving thing (blobs that differ from the empty scene, tracked with DeepSORT) "
-        "and score each track's path with its own GRU, whose state follows that track: the behaviour model "
-        "(with region_model, its score joins the region GRU's). The same step_s, memory, hidden, ensemble, "
-        "edits and floor apply.",
+        description="Track each moving thing (blobs that differ from the empty scene, tracked with DeepSORT on "
+        "every other frame) and score each track's path with its own GRU, whose state follows that track: the "
+        "behaviour model (with region_model, its score joins the region GRU's). The same step_s, memory, "
+        "hidden, ensemble, edits and floor apply.",
     )
     track_epochs: int = Field(30, ge=1, le=200, description="Training passes of the per-track GRU.")
     specialists: list[Literal["hold", "back_and_forth", "stop_and_go"]] = Field(
