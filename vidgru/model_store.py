@@ -43,7 +43,11 @@ MODEL_FORMAT = 1
 # that reads only format 1 would take its sets for one and average them, and must refuse it instead. Every
 # other model stays format 1, readable by those versions as before.
 MODEL_FORMAT_SETS = 2
-READABLE_FORMATS = (MODEL_FORMAT, MODEL_FORMAT_SETS)
+# A per-track model whose tracks were made from blobs on every other frame (the background's detect_every)
+# is written as format 3, with one set or more: a vidgru that reads formats 1 and 2 would track its camera on
+# every frame, which its track GRUs did not learn from, and must refuse it instead.
+MODEL_FORMAT_LOOKS = 3
+READABLE_FORMATS = (MODEL_FORMAT, MODEL_FORMAT_SETS, MODEL_FORMAT_LOOKS)
 
 
 def vidgru_version() -> str:
@@ -121,6 +125,8 @@ def _write_model(model: TrainedModel, out: Path, final: Path) -> str:
     (out / "config.yaml").write_text(dump_config(model.config))
     sets = len(model.tracks.norms) if model.tracks is not None else 1
     model_format = MODEL_FORMAT_SETS if sets > 1 else MODEL_FORMAT
+    if model.tracks is not None and model.background is not None and model.background.detect_every != 1:
+        model_format = MODEL_FORMAT_LOOKS
     meta = {
         "format": model_format,
         "vidgru_version": vidgru_version(),
@@ -169,7 +175,8 @@ def load_model(path: str | Path) -> TrainedModel:
     except json.JSONDecodeError as err:
         raise ModelError(f"{meta_file} is not valid JSON; retrain the model with 'vidgru train'") from err
     if meta.get("format") not in READABLE_FORMATS:
-        readable = " and ".join(str(f) for f in READABLE_FORMATS)
+        *first, last = (str(f) for f in READABLE_FORMATS)
+        readable = f"{', '.join(first)} and {last}" if first else last
         raise ModelVersionError(
             f"{path} was written by vidgru {meta.get('vidgru_version', '?')} (model format "
             f"{meta.get('format')}); this vidgru reads formats {readable}; retrain it with 'vidgru train'"

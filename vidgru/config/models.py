@@ -210,8 +210,9 @@ class BehaviourConfig(StrictModel):
         "highest of the sets'. [] leaves one set. With [stop_and_go], over 12 fits on generated scenes "
         "(four draws, three training seeds) stop-and-go was found 118 of 120 times against 87 with one set, "
         "pacing 118 against 119, with 38 false alarms against 15 in 7.6 hours of normal footage, and 8.1 an "
-        "hour on a later draw (BENCHMARKS.md, 2026-12-07). A model with sets is written as model format 2, "
-        "which a vidgru that reads only format 1 refuses.",
+        "hour on a later draw (BENCHMARKS.md, 2026-12-07). A model with sets is written as model format 2 "
+        "(3 once tracked on every other frame, as a model trained now is), which a vidgru that reads only "
+        "format 1 refuses.",
     )
     hold_unseen_s: float = Field(
         1.0,
