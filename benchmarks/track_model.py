@@ -46,7 +46,7 @@ from vidgru.behaviour import step_stride
 from vidgru.config import VidgruConfig
 from vidgru.decode import FrameReader
 from vidgru.jobs import detect_events, sustained_since
-from vidgru.occupancy import SceneBackground, fit_background
+from vidgru.occupancy import DETECT_EVERY, SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
 from vidgru.track_model import TrackModel
@@ -67,9 +67,7 @@ def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray | N
     cache = work / "blobs.pkl"
     if cache.is_file():
         with cache.open("rb") as f:
-            every: dict[Key, list[np.ndarray]] = pickle.load(f)
-        looked = SceneBackground(np.zeros((1, 1), np.uint8), 0.0)  # detect_every as a new fit has it
-        return {k: [d if looked.looks_at(i) else None for i, d in enumerate(v)] for k, v in every.items()}
+            return _looked_at(pickle.load(f))
     started = time.monotonic()
     train = sorted((work / ROLES[0]).glob("*.mp4"))
     background: SceneBackground = fit_background(
@@ -83,7 +81,12 @@ def cached_blobs(work: Path, cfg: VidgruConfig) -> dict[Key, list[np.ndarray | N
     with cache.open("wb") as f:
         pickle.dump(blobs, f)
     print(f"blobs cached in {time.monotonic() - started:.0f} s -> {cache}")
-    return cached_blobs(work, cfg)
+    return _looked_at(blobs)
+
+
+def _looked_at(blobs: dict[Key, list[np.ndarray]]) -> dict[Key, list[np.ndarray | None]]:
+    """Every frame's blobs -> those of the frames a fitted background looks at (``looks_at``), else None."""
+    return {k: [d if i % DETECT_EVERY == 0 else None for i, d in enumerate(v)] for k, v in blobs.items()}
 
 
 class Averaged:

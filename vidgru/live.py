@@ -99,23 +99,22 @@ class FramePrep:
         self.input_size = features.input_size
         self.every = features.interval + 1
         self._last_seq: int | None = None
-        self._since_cnn = 0
-        self._since_restart = 0  # frames, as a video's index: blobs are made on the same frames
+        # Frames since the stream (re)started, as a video's index: the CNN runs, and blobs are made, on the
+        # frames a video's analysis would use.
+        self._since_restart = 0
 
     def __call__(self, frame: CapturedFrame) -> LiveFrame:
         restart = frame.restart or self._last_seq is None or frame.seq != self._last_seq + 1
         self._last_seq = frame.seq
         if restart:
             self.motion.reset()
-            self._since_cnn = 0
             self._since_restart = 0
         stats = self.motion.push(frame.image)
         cnn_input = None
-        if self._since_cnn % self.every == 0:
+        if self._since_restart % self.every == 0:
             height, width = self.input_size
             small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
             cnn_input = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        self._since_cnn += 1
         h, w = frame.image.shape[:2]
         preview = frame.image
         if w > PREVIEW_WIDTH:

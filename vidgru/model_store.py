@@ -176,7 +176,7 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelError(f"{meta_file} is not valid JSON; retrain the model with 'vidgru train'") from err
     if meta.get("format") not in READABLE_FORMATS:
         *first, last = (str(f) for f in READABLE_FORMATS)
-        readable = f"{', '.join(first)} and {last}" if first else last
+        readable = f"{', '.join(first)} and {last}"
         raise ModelVersionError(
             f"{path} was written by vidgru {meta.get('vidgru_version', '?')} (model format "
             f"{meta.get('format')}); this vidgru reads formats {readable}; retrain it with 'vidgru train'"

@@ -11,8 +11,8 @@ their Kalman prediction.
 
 Every ``stride`` frames, each track seen in those frames makes one step: how fast and which way its
 box's centre moved since its previous step, the box's size (as fractions of the picture), and in what
-share of the step's looks it was seen; the box itself goes with the step, for the event's box. Nothing here counts
-time or reversals: that is the GRU's job (:mod:`vidgru.track_model`), which is what the ``memory``
+share of the step's looks it was seen; the box itself goes with the step, for the event's box. Nothing
+here counts time or reversals: that is the GRU's job (:mod:`vidgru.track_model`), which is what the ``memory``
 ablation measures.
 
 Example::
@@ -211,7 +211,7 @@ def quick_tracker() -> type:
     from scipy.optimize import linear_sum_assignment
 
     def _iou_costs(
-        tracks: list, detections: list, track_indices: list, detection_indices: list, last_look: int = 1
+        tracks: list, detections: list, track_indices: list, detection_indices: list, last_look: int
     ) -> np.ndarray:
         """deep-sort-realtime's ``iou_cost`` for all tracks at once: the same arithmetic on each pair.
         ``last_look``: frames since the tracker last looked (the package's 1); tracks not seen then cost
@@ -534,7 +534,7 @@ class TrackStepper:
                 float(np.hypot(*velocity)),
                 mean[2] - mean[0],
                 mean[3] - mean[1],
-                len(boxes) / max(self.looks, 1),  # of the frames looked at
+                len(boxes) / self.looks,  # of the frames looked at (a step is made at one of them, at least)
             ],
             np.float32,
         )
