@@ -19,12 +19,17 @@ It measures what ``temporal.py`` cannot afford to repeat:
 - ``--folds 0``: the calibration ``vidgru train`` had before 2026-11-30's eighth session: GRUs trained on
   the first 80% of each clip, calibrated on the last 20%. That leaks: a track crossing the split was
   learnt in its first part, and the GRU remembers tracks;
-- ``--separate``: with ``--folds``, K separate fits of one GRU each (the experiment that found the leak).
+- ``--separate``: with ``--folds``, K separate fits of one GRU each (the experiment that found the leak);
+- ``--explain``: one line per false alarm on what drove it: the track's box at the peak (a box much
+  shorter than a figure is a piece of one), and the nearest figure of the clip's plan, what it did in the
+  10 s before the event to its end (seconds standing, reversals, median speed) and whether it is the
+  episode's.
 
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --train-seed 1
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --folds 0
     python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --specialists    # one set of GRUs
+    python benchmarks/track_model.py --work /tmp/vt1 --seed 1 --explain
 
 ``--work`` takes the folder ``temporal.py`` uses (its footage is reused, or made with the same seeds and
 sizes).
@@ -49,11 +54,15 @@ from vidgru.jobs import detect_events, sustained_since
 from vidgru.occupancy import DETECT_EVERY, SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
+from vidgru.synthetic import BehaviourSceneSpec, footage_clip_spec, plan_behaviour_scene
 from vidgru.track_model import TrackModel
 from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
 
 ROLES = ("train/normal", "eval/normal", "eval/test")
+WIDTH, HEIGHT = BehaviourSceneSpec.width, BehaviourSceneSpec.height  # temporal.py's footage
+PIECE_PX = 17  # a box shorter than this is a piece of a figure: a drawn figure is about 29 px tall
+STILL_PX_S = 3.0  # a figure slower than this stands
 Key = tuple[str, str]  # (role, clip stem)
 
 
@@ -152,6 +161,7 @@ def main() -> None:
         choices=["hold", "back_and_forth", "stop_and_go"],
         help="behaviour.specialists (default: the config's); none given: one set of GRUs, as before them",
     )
+    parser.add_argument("--explain", action="store_true", help="a line per false alarm on what drove it")
     args = parser.parse_args()
     if args.folds == 1:
         parser.error("--folds needs at least 2 folds (0: calibrate on the tails, as vidgru train once did)")
@@ -243,10 +253,10 @@ def main() -> None:
             continue
         if isinstance(model, TrackModel):
             scored = model.frame_tracks(tracks[key], len(blobs[key]), stride)
-            logits, ids, in_view = scored.logits, scored.track, scored.in_view
+            logits, ids, in_view, boxes = scored.logits, scored.track, scored.in_view, scored.boxes
         else:
             logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
-            ids, in_view = np.full(len(logits), -1), {}
+            ids, in_view, boxes = np.full(len(logits), -1), {}, np.zeros(0)
         if key[0] == ROLES[1]:
             held_out_logits.append(logits)
         scores = calibration(logits)
@@ -266,7 +276,11 @@ def main() -> None:
             np.where(on, ids, -1),
             in_view,
         ):
-            found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern"))
+            peak = event.peak_frame
+            box = (
+                tuple(float(v) for v in boxes[peak] * [WIDTH, HEIGHT, WIDTH, HEIGHT]) if boxes.size else None
+            )
+            found.append(Detection(key[1], event.start_frame, event.end_frame + 1, "time_pattern", peak, box))
     held_out = np.concatenate(held_out_logits)
     held_out = held_out[np.isfinite(held_out)]
     q99, top = np.quantile(held_out, 0.99), held_out.max()
@@ -281,6 +295,37 @@ def main() -> None:
     )
     for d in result.false_alarms:
         print(f"  false alarm: {d.clip} frames {d.start}-{d.end}")
+        if args.explain:
+            print(f"    {explain(d, args.seed + 1)}")
+
+
+def explain(d: Detection, seed: int) -> str:
+    """What drove false alarm ``d`` (on a clip of the evaluation footage, made from ``seed``): its box, and
+    the nearest figure of the clip's plan, with what it did from 10 s before the event to its end."""
+    if d.box is None or d.peak < 0:
+        return "no box"
+    x1, y1, x2, y2 = d.box
+    edge = x1 < 2 or y1 < 2 or x2 > WIDTH - 2 or y2 > HEIGHT - 2
+    said = f"box {x2 - x1:.0f}x{y2 - y1:.0f} px at ({(x1 + x2) / 2:.0f}, {(y1 + y2) / 2:.0f})"
+    said += f"{' (a piece of a figure)' if y2 - y1 < PIECE_PX else ''}{', at the edge' if edge else ''}"
+    kind, index = d.clip.rsplit("_", 1)
+    scene = plan_behaviour_scene(footage_clip_spec(seed, kind, int(index)))  # temporal.py's default sizes
+    centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+    near = [(float(np.hypot(*(xy - centre))), f) for f in scene.figures if (xy := f.at(d.peak)) is not None]
+    if not near:
+        return f"{said}; no figure in view"
+    distance, figure = min(near, key=lambda n: n[0])
+    first = max(d.start - 10 * round(FPS), figure.start)
+    xy = figure.xy[first - figure.start : min(d.end, figure.end) - figure.start]
+    velocity = np.diff(xy, axis=0) * FPS
+    speed = np.hypot(*velocity.T)
+    moving_x = velocity[:, 0][np.abs(velocity[:, 0]) > STILL_PX_S]
+    reversals = int((np.sign(moving_x[1:]) != np.sign(moving_x[:-1])).sum())
+    return (
+        f"{said}; nearest figure ({figure.role}) {distance:.0f} px away, {len(near)} in view; from 10 s before "
+        f"to the end: {(speed < STILL_PX_S).sum() / FPS:.1f} s standing, {reversals} reversals, median speed "
+        f"{np.median(speed) if len(speed) else 0:.0f} px/s"
+    )
 
 
 if __name__ == "__main__":

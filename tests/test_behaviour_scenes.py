@@ -316,6 +316,41 @@ def bench():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.fixture(scope="module")
+def track_bench(bench):  # type: ignore[no-untyped-def]
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("bench_track_model", folder / "track_model.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_a_false_alarm_is_told_by_the_figure_under_its_box(bench, track_bench) -> None:  # type: ignore[no-untyped-def]
+    # The harness's --explain: an event's box on a planned figure names that figure and what it did; a box
+    # around its head alone is a piece of it; one touching the border is at the edge.
+    seed = 3
+    scene = plan_behaviour_scene(footage_clip_spec(seed, "normal", 0))
+    figure = max(scene.figures, key=lambda f: min(f.end, scene.frames) - max(f.start, 0))
+    peak = max(figure.start, 0) + 120
+    x, y = figure.at(peak)
+    D = bench.Detection
+    whole = track_bench.explain(
+        D("normal_000", peak - 30, peak + 10, "time_pattern", peak, (x - 5, y - 15, x + 5, y + 15)), seed
+    )
+    assert "nearest figure (normal) 0 px away" in whole and "piece" not in whole and "edge" not in whole
+    assert "s standing" in whole and "reversals" in whole
+    head = track_bench.explain(
+        D("normal_000", peak - 30, peak + 10, "time_pattern", peak, (x - 3, y - 17, x + 4, y - 10)), seed
+    )
+    assert "(a piece of a figure)" in head
+    edge = track_bench.explain(
+        D("normal_000", peak - 30, peak + 10, "time_pattern", peak, (0.0, 100.0, 11.0, 129.0)), seed
+    )
+    assert ", at the edge" in edge
+    assert track_bench.explain(D("normal_000", 0, 10, "time_pattern"), seed) == "no box"
+
+
 def test_event_overlapping_a_range_is_a_hit_and_one_overlapping_none_a_false_alarm(bench) -> None:  # type: ignore[no-untyped-def]
     D = bench.Detection
     ranges = {
