@@ -318,6 +318,7 @@ def bench():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def track_bench(bench):  # type: ignore[no-untyped-def]
+    # After bench, which puts benchmarks/ on sys.path for the harness's "from temporal import".
     folder = Path(__file__).resolve().parents[1] / "benchmarks"
     spec = importlib.util.spec_from_file_location("bench_track_model", folder / "track_model.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -326,7 +327,7 @@ def track_bench(bench):  # type: ignore[no-untyped-def]
     return module
 
 
-def test_a_false_alarm_is_told_by_the_figure_under_its_box(bench, track_bench) -> None:  # type: ignore[no-untyped-def]
+def test_a_false_alarm_is_told_by_the_figure_under_its_box(track_bench) -> None:  # type: ignore[no-untyped-def]
     # The harness's --explain: an event's box on a planned figure names that figure and what it did; a box
     # around its head alone is a piece of it; one touching the border is at the edge.
     seed = 3
@@ -334,7 +335,7 @@ def test_a_false_alarm_is_told_by_the_figure_under_its_box(bench, track_bench) -
     figure = max(scene.figures, key=lambda f: min(f.end, scene.frames) - max(f.start, 0))
     peak = max(figure.start, 0) + 120
     x, y = figure.at(peak)
-    D = bench.Detection
+    D = track_bench.Detection
     whole = track_bench.explain(
         D("normal_000", peak - 30, peak + 10, "time_pattern", peak, (x - 5, y - 15, x + 5, y + 15)), seed
     )
