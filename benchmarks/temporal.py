@@ -52,6 +52,7 @@ from vidgru.synthetic import (
     BEHAVIOURS,
     BehaviourScene,
     LabelledRange,
+    Track,
     footage_clip_spec,
     make_behaviour_footage,
     plan_behaviour_scene,
@@ -220,16 +221,18 @@ def on_episode_figure(d: Detection, scene: BehaviourScene, near_px: float = 20.0
     view to the box's centre, within ``near_px``. An alert there outside the labelled range is about
     the right person (a pacer walking off after the last turn), which the false-alarm count cannot tell
     from an alert on someone who did nothing."""
+    near = nearest_figure(d, scene)
+    return near is not None and near[1].role != "normal" and near[0] <= near_px
+
+
+def nearest_figure(d: Detection, scene: BehaviourScene) -> tuple[float, Track] | None:
+    """The figure in view at the event's peak nearest its box's centre, and how far it is (pixels); None
+    without a box or a figure in view."""
     if d.box is None or d.peak < 0:
-        return False
+        return None
     centre = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2])
-    seen = [
-        (float(np.hypot(*(xy - centre))), f.role) for f in scene.figures if (xy := f.at(d.peak)) is not None
-    ]
-    if not seen:
-        return False
-    distance, role = min(seen)
-    return role != "normal" and distance <= near_px
+    seen = [(float(np.hypot(*(xy - centre))), f) for f in scene.figures if (xy := f.at(d.peak)) is not None]
+    return min(seen, key=lambda s: s[0]) if seen else None
 
 
 def false_alarms_on_episode_figures(

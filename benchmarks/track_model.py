@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from temporal import FPS, Detection, footage, load_ranges, score
+from temporal import FPS, Detection, footage, load_ranges, nearest_figure, score
 
 from vidgru.behaviour import step_stride
 from vidgru.config import VidgruConfig
@@ -310,11 +310,11 @@ def explain(d: Detection, seed: int) -> str:
     said += f"{' (a piece of a figure)' if y2 - y1 < PIECE_PX else ''}{', at the edge' if edge else ''}"
     kind, index = d.clip.rsplit("_", 1)
     scene = plan_behaviour_scene(footage_clip_spec(seed, kind, int(index)))  # temporal.py's default sizes
-    centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
-    near = [(float(np.hypot(*(xy - centre))), f) for f in scene.figures if (xy := f.at(d.peak)) is not None]
-    if not near:
+    near = nearest_figure(d, scene)
+    if near is None:
         return f"{said}; no figure in view"
-    distance, figure = min(near, key=lambda n: n[0])
+    distance, figure = near
+    in_view = sum(f.at(d.peak) is not None for f in scene.figures)
     first = max(d.start - 10 * round(FPS), figure.start)
     xy = figure.xy[first - figure.start : min(d.end, figure.end) - figure.start]
     velocity = np.diff(xy, axis=0) * FPS
@@ -322,7 +322,7 @@ def explain(d: Detection, seed: int) -> str:
     moving_x = velocity[:, 0][np.abs(velocity[:, 0]) > STILL_PX_S]
     reversals = int((np.sign(moving_x[1:]) != np.sign(moving_x[:-1])).sum())
     return (
-        f"{said}; nearest figure ({figure.role}) {distance:.0f} px away, {len(near)} in view; from 10 s before "
+        f"{said}; nearest figure ({figure.role}) {distance:.0f} px away, {in_view} in view; from 10 s before "
         f"to the end: {(speed < STILL_PX_S).sum() / FPS:.1f} s standing, {reversals} reversals, median speed "
         f"{np.median(speed) if len(speed) else 0:.0f} px/s"
     )
