@@ -28,7 +28,14 @@ from vidgru.config.cameras import CamerasConfig
 from vidgru.decode import FrameReader
 from vidgru.features import FeatureExtractor
 from vidgru.live import FramePrep, WatchSession, iso_utc
-from vidgru.model_store import MODEL_FORMAT, MODEL_FORMAT_LOOKS, MODEL_FORMAT_SETS, load_model, save_model
+from vidgru.model_store import (
+    MODEL_FORMAT,
+    MODEL_FORMAT_COLOUR,
+    MODEL_FORMAT_LOOKS,
+    MODEL_FORMAT_SETS,
+    load_model,
+    save_model,
+)
 from vidgru.motion import MOTION_FEATURES, N_MOTION
 from vidgru.schemas import validate_record
 from vidgru.sinks import JsonlSink
@@ -248,9 +255,16 @@ def test_one_recording_is_cut_into_pieces_that_the_track_model_is_trained_and_ca
     assert loaded.tracks is not None and loaded.tracks.groups == [0, 0, 0, 1, 1, 1]
     assert [q for _, q in loaded.tracks.norms] == pytest.approx(loaded.meta["tracks_sets_q99"], abs=1e-3)
     assert all(q > m for m, q in loaded.tracks.norms)
-    # Tracked on every other frame: written as the format a vidgru that would track every frame refuses.
-    assert loaded.background is not None and loaded.background.detect_every == 2
-    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT_LOOKS
+    # Its empty scene reads colour: written as the format a vidgru that would see grey alone refuses.
+    assert loaded.background is not None and loaded.background.colour is not None
+    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT_COLOUR
+    # A model trained before colour was read, saved again: tracked on every other frame, so the format a
+    # vidgru that would track every frame refuses.
+    assert loaded.background.detect_every == 2
+    loaded.background.colour = None
+    save_model(loaded, tmp_path / "grey")
+    assert json.loads((tmp_path / "grey" / "meta.json").read_text())["format"] == MODEL_FORMAT_LOOKS
+    assert load_model(tmp_path / "grey").background.colour is None  # type: ignore[union-attr]
     # A model trained when every frame was tracked, saved again: the format for sets, which a vidgru that
     # would average them as one set refuses to read.
     loaded.background.detect_every = 1
@@ -269,10 +283,11 @@ def test_the_one_step_ablation_trains_and_runs(behaviour_footage: dict[str, Path
     run_cli(*train, "--memory", "1", "--config", str(regions))
     loaded = load_model(model)
     assert loaded.tracks is not None and len(loaded.tracks.norms) == 1
-    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT_LOOKS
-    # One set, tracked on every frame (a model trained before detect_every, saved again): format 1, the
-    # format every vidgru reads.
+    assert json.loads((model / "meta.json").read_text())["format"] == MODEL_FORMAT_COLOUR
+    # One set, grey only and tracked on every frame (a model trained before detect_every, saved again):
+    # format 1, the format every vidgru reads.
     assert loaded.background is not None
+    loaded.background.colour = None
     loaded.background.detect_every = 1
     save_model(loaded, tmp_path / "again")
     assert json.loads((tmp_path / "again" / "meta.json").read_text())["format"] == MODEL_FORMAT

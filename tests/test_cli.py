@@ -169,11 +169,15 @@ def test_model_dir_problems(model_dir: Path, clips: dict, tmp_path: Path) -> Non
     meta = json.loads((old / "meta.json").read_text())
     assert meta["format"] == 1  # one set of track GRUs (or none): the format every vidgru reads
     args = [str(clips["intruder"]), "--events", str(tmp_path / "e.jsonl")]
-    for written in (0, 4):
+    for written in (0, 5):
         meta["format"], meta["vidgru_version"] = written, "0.0.1"
         (old / "meta.json").write_text(json.dumps(meta))
         assert_one_line_error(
-            run_cli("analyze", *args, "--model", str(old)), 6, "vidgru 0.0.1", "formats 1, 2 and 3", "retrain"
+            run_cli("analyze", *args, "--model", str(old)),
+            6,
+            "vidgru 0.0.1",
+            "formats 1, 2, 3 and 4",
+            "retrain",
         )
     assert_one_line_error(
         run_cli("analyze", *args, "--model", str(tmp_path)), 6, "not a vidgru model directory"

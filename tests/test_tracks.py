@@ -11,7 +11,14 @@ import pytest
 
 from vidgru.config import BehaviourConfig
 from vidgru.errors import ModelError
-from vidgru.occupancy import BACKGROUND_JSON, BLOB_CLOSING, DETECT_EVERY, SceneBackground, fit_background
+from vidgru.occupancy import (
+    BACKGROUND_COLOUR_PNG,
+    BACKGROUND_JSON,
+    BLOB_CLOSING,
+    DETECT_EVERY,
+    SceneBackground,
+    fit_background,
+)
 from vidgru.synthetic import BehaviourSceneSpec, Episode, behaviour_frames, plan_behaviour_scene
 from vidgru.track_model import TrackModel, TrackScorer
 from vidgru.track_training import (
@@ -149,6 +156,41 @@ def test_a_background_keeps_which_frames_its_model_tracked_on(tmp_path: Path) ->
     (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="detect_every 3"):
         SceneBackground.load(tmp_path)
+
+
+def test_a_body_of_the_walkways_grey_but_not_its_colour_is_foreground(tmp_path: Path) -> None:
+    """A body whose grey level is the walkway's leaves only its head in a grey foreground; its chroma
+    differs, and the colour background keeps it whole, through a save and a load. Grey footage fits a grey
+    background, and one saved before colour was read stays grey."""
+    walkway = np.full((120, 180, 3), (90, 110, 120), np.uint8)  # grey level 110
+    fitted = fit_background([[walkway] * 3], (120, 180))
+    assert fitted.colour is not None and fitted.chroma_threshold == 12.0
+    frame = walkway.copy()
+    frame[20:25, 40:44] = 30  # a dark head ...
+    frame[25:45, 40:44] = (
+        200,
+        130,
+        40,
+    )  # ... on a blue body: grey level 107, Cb 166 against the walkway's 116
+    body = (slice(27, 43), slice(41, 43))
+    grey_only = SceneBackground(fitted.picture, fitted.threshold)
+    assert grey_only.foreground(frame)[body].sum() == 0
+    assert fitted.foreground(frame)[body].all()
+    assert fitted.foreground(walkway).sum() == 0
+    fitted.save(tmp_path)
+    loaded = SceneBackground.load(tmp_path)
+    assert np.array_equal(loaded.foreground(frame), fitted.foreground(frame))
+    (tmp_path / BACKGROUND_COLOUR_PNG).unlink()
+    with pytest.raises(ModelError, match=BACKGROUND_COLOUR_PNG):
+        SceneBackground.load(tmp_path)
+    meta = json.loads((tmp_path / BACKGROUND_JSON).read_text())
+    del meta["chroma_threshold"]
+    (tmp_path / BACKGROUND_JSON).write_text(json.dumps(meta))
+    assert SceneBackground.load(tmp_path).colour is None
+    grey = cv2.cvtColor(walkway, cv2.COLOR_BGR2GRAY)
+    assert fit_background([[grey] * 3], (120, 180)).colour is None
+    # Grey footage in a colour file (as UCSD Ped2's): its chroma is neutral, and not read.
+    assert fit_background([[cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)] * 3], (120, 180)).colour is None
 
 
 def test_the_quick_kalman_filter_computes_what_deepsorts_own_does() -> None:

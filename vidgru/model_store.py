@@ -47,7 +47,11 @@ MODEL_FORMAT_SETS = 2
 # is written as format 3, with one set or more: a vidgru that reads formats 1 and 2 would track its camera on
 # every frame, which its track GRUs did not learn from, and must refuse it instead.
 MODEL_FORMAT_LOOKS = 3
-READABLE_FORMATS = (MODEL_FORMAT, MODEL_FORMAT_SETS, MODEL_FORMAT_LOOKS)
+# A model whose empty scene reads colour as well as grey (a background fitted on colour footage) is written
+# as format 4: a vidgru that reads formats 1 to 3 would ignore the colour, and make smaller blobs and
+# occupancy than the model learnt from, and must refuse it instead.
+MODEL_FORMAT_COLOUR = 4
+READABLE_FORMATS = (MODEL_FORMAT, MODEL_FORMAT_SETS, MODEL_FORMAT_LOOKS, MODEL_FORMAT_COLOUR)
 
 
 def vidgru_version() -> str:
@@ -127,6 +131,8 @@ def _write_model(model: TrainedModel, out: Path, final: Path) -> str:
     model_format = MODEL_FORMAT_SETS if sets > 1 else MODEL_FORMAT
     if model.tracks is not None and model.background is not None and model.background.detect_every != 1:
         model_format = MODEL_FORMAT_LOOKS
+    if model.background is not None and model.background.colour is not None:
+        model_format = MODEL_FORMAT_COLOUR
     meta = {
         "format": model_format,
         "vidgru_version": vidgru_version(),
