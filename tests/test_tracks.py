@@ -166,12 +166,9 @@ def test_a_body_of_the_walkways_grey_but_not_its_colour_is_foreground(tmp_path: 
     fitted = fit_background([[walkway] * 3], (120, 180))
     assert fitted.colour is not None and fitted.chroma_threshold == 12.0
     frame = walkway.copy()
+    blue = (200, 130, 40)  # grey level 107, Cb 166 against the walkway's 116
     frame[20:25, 40:44] = 30  # a dark head ...
-    frame[25:45, 40:44] = (
-        200,
-        130,
-        40,
-    )  # ... on a blue body: grey level 107, Cb 166 against the walkway's 116
+    frame[25:45, 40:44] = blue  # ... on a blue body
     body = (slice(27, 43), slice(41, 43))
     grey_only = SceneBackground(fitted.picture, fitted.threshold)
     assert grey_only.foreground(frame)[body].sum() == 0
