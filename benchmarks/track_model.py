@@ -254,9 +254,10 @@ def main() -> None:
         if isinstance(model, TrackModel):
             scored = model.frame_tracks(tracks[key], len(blobs[key]), stride)
             logits, ids, in_view, boxes = scored.logits, scored.track, scored.in_view, scored.boxes
+            joins = scored.joins
         else:
             logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
-            ids, in_view, boxes = np.full(len(logits), -1), {}, np.zeros(0)
+            ids, in_view, boxes, joins = np.full(len(logits), -1), {}, np.zeros(0), []
         if key[0] == ROLES[1]:
             held_out_logits.append(logits)
         scores = calibration(logits)
@@ -275,6 +276,7 @@ def main() -> None:
             cfg.behaviour.min_run_s,
             np.where(on, ids, -1),
             in_view,
+            joins,
         ):
             peak = event.peak_frame
             box = (

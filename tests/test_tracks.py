@@ -11,6 +11,7 @@ import pytest
 
 from vidgru.config import BehaviourConfig
 from vidgru.errors import ModelError
+from vidgru.jobs import _InView
 from vidgru.occupancy import (
     BACKGROUND_COLOUR_PNG,
     BACKGROUND_JSON,
@@ -33,10 +34,12 @@ from vidgru.track_training import (
     unseen_by,
 )
 from vidgru.tracks import (
+    HANDOVER_STEPS,
     N_EMBED,
     N_TRACK,
     TRACK_FEATURES,
     VELOCITY_NOISE,
+    SameObjects,
     TrackSequence,
     TrackStepper,
     box_cells,
@@ -398,6 +401,81 @@ def test_a_track_hidden_for_a_moment_keeps_its_last_score_for_hold_steps(hold: i
     for frame, seen in enumerate(in_view):
         assert seen == {t for t, (a, b) in spans.items() if a <= frame <= b}, frame
     assert all(first.track in in_view[f] for f in range(40, 55))
+
+
+def _detection(box: tuple[float, float, float, float], bin_: int) -> np.ndarray:
+    """One blob as :func:`detect` gives it: a box and a histogram with all its pixels in colour bin ``bin_``."""
+    d = np.zeros(4 + N_EMBED, np.float32)
+    d[:4], d[4 + bin_] = box, 1.0
+    return d
+
+
+def test_a_dropped_track_hands_its_object_to_the_track_seen_where_it_would_be() -> None:
+    same = SameObjects()
+    step = np.array([0.02, 0.0, 0.02, 0.0])
+    walker = np.array([0.1, 0.3, 0.14, 0.45])
+    other = np.array([0.8, 0.3, 0.84, 0.45])
+    for k in range(5):  # track 1 walks right; track 2 stands far off
+        same.push({1: walker + k * step, 2: other}, {1, 2})
+    # Track 1 is lost; two steps later track 3 is seen where 1 would be by then, and 2 where it stood.
+    same.push({2: other}, {1, 2})
+    same.push({2: other}, {1, 2})
+    same.push({2: other, 3: walker + 7 * step}, {1, 2, 3})
+    assert same.object(3) == 3  # track 1 may still come back
+    same.push({2: other, 3: walker + 8 * step}, {1, 2, 3})
+    same.push({2: other, 3: walker + 9 * step}, {2, 3})  # the tracker drops 1
+    assert [same.object(k) for k in (1, 2, 3)] == [1, 2, 1]
+    # Hidden for a moment behind track 4 and seen again, track 2 is not handed on when it is dropped later.
+    same.push({3: walker + 10 * step, 4: other}, {2, 3, 4})
+    same.push({2: other, 3: walker + 11 * step, 4: other + 0.1}, {2, 3, 4})
+    same.push({3: walker + 12 * step, 4: other + 0.1}, {3, 4})
+    assert same.object(4) == 4
+    # A track lost with nothing where it would be has nobody to hand on to.
+    for _ in range(HANDOVER_STEPS + 2):
+        same.push({4: other + 0.1}, {3, 4})
+    assert same.object(3) == 1
+    same.push({4: other + 0.1}, {4})
+    assert same.object(4) == 4
+    assert same.object(3) == 3  # dropped, and forgotten: only tracks still held are asked about
+
+
+def test_a_track_started_on_an_object_whose_track_was_dropped_is_that_object_live_and_in_batch() -> None:
+    # A walker is hidden for frames 60-65 and comes out looking different (it turned, or the light did):
+    # DeepSORT starts a new track on it and drops the old one 5 s later. From then on the new track scores as
+    # the walker's first id, and keeps it in view. Live and batch say the same, frame for frame.
+    frames, stride = 200, 5
+    detections = []
+    for t in range(frames):
+        x = 0.1 + 0.003 * t
+        walker = _detection((x, 0.40, x + 0.035, 0.52), 0 if t < 60 else 63)
+        seen = walker[None] if not 60 <= t < 66 else np.zeros((0, 4 + N_EMBED), np.float32)
+        detections.append(seen if t % DETECT_EVERY == 0 else None)
+    tracks = clip_tracks(detections, stride, 10.0)
+    assert len(tracks) == 2
+    first, second = sorted(tracks, key=lambda t: t.track)
+    assert first.last_alive < frames // stride - 1  # dropped
+    model = TrackModel.build(8, 2, 0, np.zeros(N_TRACK), np.ones(N_TRACK), seed=3)
+    whole = model.frame_tracks(tracks, frames, stride)
+    scorer = TrackScorer(model, stride, 10.0)
+    ids, in_view, objects = [], [], []
+    for d in detections:
+        scorer.push(d)
+        ids.append(scorer.track)
+        in_view.append(set(scorer.in_view))
+        objects.append(scorer.object_of(second.track))
+    assert [-1 if i is None else i for i in ids] == whole.track.tolist()
+    for frame, seen in enumerate(in_view):
+        assert seen == {t for t, (a, b) in whole.in_view.items() if a <= frame <= b}, frame
+    # The object the second track follows, frame by frame, from the joins batch analysis hands on.
+    replay = _InView(whole.in_view, whole.joins)
+    for frame, live_object in enumerate(objects):
+        replay.frame = frame
+        assert replay.object_of(second.track) == live_object, frame
+    dropped = (first.last_alive + 2) * stride - 1  # the first frame after the step the tracker dropped it
+    assert objects[dropped - 1] == second.track and objects[dropped] == first.track
+    assert set(whole.track[dropped:].tolist()) == {first.track}
+    assert second.track in whole.track[:dropped].tolist()
+    assert all(first.track in in_view[f] for f in range(dropped, frames))
 
 
 def test_a_track_outside_the_region_of_interest_does_not_count() -> None:

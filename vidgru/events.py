@@ -122,13 +122,17 @@ class EventDetector:
         since: int | None = None,
         track: int | None = None,
         tracked: Container[int] = (),
+        object_of: Callable[[int], int] | None = None,
     ) -> list[EventChange]:
         """``since``: the frame where this frame's cause began, if before it; an event it opens starts there.
         ``track``: the tracked object whose behaviour gave this frame's score, if one did; ``tracked``: the
-        tracks in view at this frame."""
+        tracks in view at this frame; ``object_of``: the object a track follows as of this frame, where a
+        track found to follow an older one's object takes that object's id (vidgru.tracks.SameObjects)."""
         changes: list[EventChange] = []
         cfg = self.cfg
         ev = self._open
+        if self._track is not None and object_of is not None:
+            self._track = object_of(self._track)
         held = self._held_by_track(frame, tracked)
         if ev is None:
             if score >= cfg.threshold:

@@ -93,6 +93,8 @@ class ClipScores:
     # (T,) where a track gave the frame's score, its id (else -1); each track's first and last frame in view
     track: np.ndarray | None = None
     in_view: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # (frame, track, object): from that frame on, the track follows that object's id
+    joins: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE_FRAMES) -> ClipScores:
@@ -139,7 +141,8 @@ def score_clip(features: ClipFeatures, model: TrainedModel, stretch: int = SCORE
             track = np.where(brief, -1, track)
         from_behaviour = from_behaviour & ~brief
     in_view = tracked.in_view if tracked is not None else {}
-    return ClipScores(raw, scores, cells, from_behaviour, boxes, since, track, in_view)
+    joins = tracked.joins if tracked is not None else []
+    return ClipScores(raw, scores, cells, from_behaviour, boxes, since, track, in_view, joins)
 
 
 def sustained_since(mask: np.ndarray, frames: int) -> np.ndarray:
@@ -155,14 +158,29 @@ def detector_clock(fps: float) -> Callable[[int], float]:
 
 
 class _InView:
-    """The tracks in view at ``frame``, from each track's first and last frame in view."""
+    """The tracks in view at ``frame``, from each track's first and last frame in view, and the object each
+    track follows as of ``frame``, from the joins (frame, track, object) that :class:`TrackScorer` makes live."""
 
-    def __init__(self, spans: Mapping[int, tuple[int, int]]) -> None:
+    def __init__(
+        self, spans: Mapping[int, tuple[int, int]], joins: Sequence[tuple[int, int, int]] = ()
+    ) -> None:
         self.spans, self.frame = spans, 0
+        self._joins = sorted(joins)
+        self._applied = 0
+        self._parent: dict[int, int] = {}
 
     def __contains__(self, track: object) -> bool:
         span = self.spans.get(track) if isinstance(track, int) else None
         return span is not None and span[0] <= self.frame <= span[1]
+
+    def object_of(self, track: int) -> int:
+        while self._applied < len(self._joins) and self._joins[self._applied][0] <= self.frame:
+            _, joined, oldest = self._joins[self._applied]
+            self._parent[joined] = oldest
+            self._applied += 1
+        while track in self._parent:
+            track = self._parent[track]
+        return track
 
 
 def detect_events(
@@ -176,21 +194,29 @@ def detect_events(
     confirm_s: float = 0.0,
     track: np.ndarray | None = None,
     in_view: Mapping[int, tuple[int, int]] | None = None,
+    joins: Sequence[tuple[int, int, int]] = (),
 ) -> list[Event]:
     """A clip's events from its frame scores; ``since`` (-1 where none): each frame's cause began there,
-    once it had held ``confirm_s``; ``track`` (-1 where none): the track whose behaviour gave the frame's
-    score; ``in_view``: each track's first and last frame in view (:class:`vidgru.events.EventDetector`)."""
+    once it had held ``confirm_s``; ``track`` (-1 where none): the object whose track's behaviour gave the
+    frame's score; ``in_view``: each track's first and last frame in view; ``joins``: (frame, track, object),
+    from that frame on the track follows that object (:class:`vidgru.events.EventDetector`)."""
     detector = EventDetector(source, cfg, fps, model_id, confirm_s=confirm_s)
     changes = []
     began = since.tolist() if since is not None else [-1] * len(scores)
     by = track.tolist() if track is not None else [-1] * len(scores)
-    tracked = _InView(in_view or {})
+    tracked = _InView(in_view or {}, joins)
     for frame, (score, cell, first, k) in enumerate(
         zip(scores.tolist(), cells.tolist(), began, by, strict=True)
     ):
         tracked.frame = frame  # the detector reads it within update() only
         changes += detector.update(
-            frame, score, cell, first if first >= 0 else None, k if k >= 0 else None, tracked
+            frame,
+            score,
+            cell,
+            first if first >= 0 else None,
+            k if k >= 0 else None,
+            tracked,
+            tracked.object_of,
         )
     changes += detector.close()
     return [c.event for c in changes if c.type == "end"]
@@ -260,6 +286,7 @@ def _finish_clip(
         model.config.behaviour.min_run_s,
         scored.track,
         scored.in_view,
+        scored.joins,
     )
     peaks = read_frames(features.clip, (e.peak_frame for e in events)) if events else {}
     stems = {e.id: f"{features.clip.name}_{e.peak_frame:06d}_{e.id[:8]}" for e in events}

@@ -284,7 +284,8 @@ class CameraScorer:
         self._last = frame
         since = self._behaviour_since if from_behaviour else None
         in_view = self.tracks.in_view if self.tracks is not None else ()
-        changes = self.detector.update(frame.seq, score, cell, since, track, in_view)
+        object_of = self.tracks.object_of if self.tracks is not None else None
+        changes = self.detector.update(frame.seq, score, cell, since, track, in_view, object_of)
         current = self.detector.open_event
         if current is not None and current.peak_frame == frame.seq:  # a new peak: say why, while it is here
             pad = self.model.temporal.window - 1

@@ -28,7 +28,23 @@ import torch
 from torch import nn
 
 from vidgru.behaviour import frame_logits
-from vidgru.tracks import N_TRACK, TrackSequence, TrackStep, TrackStepper, box_cells
+from vidgru.tracks import N_TRACK, SameObjects, TrackSequence, TrackStep, TrackStepper, box_cells
+
+
+def _seen_boxes(tracks: Sequence[TrackSequence], n_steps: int) -> list[dict[int, np.ndarray]]:
+    """Per step of a clip, the boxes of the tracks seen in it, by track id."""
+    seen: list[dict[int, np.ndarray]] = [{} for _ in range(n_steps)]
+    for t in tracks:
+        for step, box in zip(t.steps.tolist(), t.boxes, strict=True):
+            if step < n_steps:
+                seen[step][t.track] = box
+    return seen
+
+
+def _last_alive(track: TrackSequence, hold: int) -> int:
+    """The last step at whose end the tracker held ``track`` (where not known, its last seen step and
+    ``hold`` more)."""
+    return int(track.last_alive if track.last_alive >= 0 else track.steps[-1] + hold)
 
 
 def held_steps(seen: np.ndarray, hold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +84,10 @@ class FrameTracks(NamedTuple):
 
     logits: np.ndarray  # (T,) the highest track logit (-inf where no track counts)
     boxes: np.ndarray  # (T, 4) that track's box (NaN where none)
-    track: np.ndarray  # (T,) that track's id (-1 where none)
+    track: np.ndarray  # (T,) the object that track follows: its oldest track's id (-1 where none)
     in_view: dict[int, tuple[int, int]]  # track id -> its first and last frame in view (inclusive)
+    # (frame, track, object): from that frame on, the track follows that object (vidgru.tracks.SameObjects)
+    joins: list[tuple[int, int, int]]
 
 
 class TrackModel:
@@ -203,22 +221,49 @@ class TrackModel:
         """:meth:`frame_logits`, the track that gave each frame's logit and the frames each track is in
         view: from the end of its first step to the end of the last step at which the tracker still held
         it (seen, or hidden for a moment), as :class:`TrackScorer` says live."""
-        best, boxes, ids = self._clip_steps(tracks, n_frames // stride)
+        n_steps = n_frames // stride
+        best, boxes, ids = self._clip_steps(tracks, n_steps)
+        # Each step's track as the object it follows then, as TrackScorer says it live.
+        same, seen = SameObjects(), _seen_boxes(tracks, n_steps)
+        starts: dict[int, list[int]] = {}
+        ends: dict[int, list[int]] = {}
+        for t in tracks:
+            if len(t.steps):
+                starts.setdefault(int(t.steps[0]), []).append(t.track)
+                ends.setdefault(_last_alive(t, self.hold), []).append(t.track)
+        alive: set[int] = set()
+        final: dict[int, int] = {}  # each track's object at the last step it was held
+        joins: list[tuple[int, int, int]] = []
+        for k in range(n_steps):
+            alive.update(starts.get(k, ()))
+            same.push(seen[k], alive)
+            joins += [((k + 1) * stride - 1, track, oldest) for track, oldest in same.joined]
+            if ids[k] >= 0:
+                ids[k] = same.object(int(ids[k]))
+            for track in ends.get(k, ()):
+                final[track] = same.object(track)
+            alive.difference_update(ends.get(k, ()))
+        final.update({track: same.object(track) for track in alive})
         done = (np.arange(n_frames) + 1) // stride - 1
         at, started = np.maximum(done, 0), done >= 0
         in_view = {
-            t.track: (
-                (int(t.steps[0]) + 1) * stride - 1,
-                (int(t.last_alive if t.last_alive >= 0 else t.steps[-1] + self.hold) + 2) * stride - 2,
-            )
+            t.track: ((int(t.steps[0]) + 1) * stride - 1, (_last_alive(t, self.hold) + 2) * stride - 2)
             for t in tracks
             if len(t.steps)
         }
+        # An object is in view while any track that follows it is: its oldest track's span, carried on to the
+        # end of the others' (each joined it while that track was seen).
+        for track, (_, last) in list(in_view.items()):
+            oldest = final.get(track, track)
+            if oldest != track and oldest in in_view:
+                first, end = in_view[oldest]
+                in_view[oldest] = (first, max(end, last))
         return FrameTracks(
             frame_logits(best[:, None], n_frames, stride)[:, 0],
             np.where(started[:, None], boxes[at], np.nan).astype(np.float32),
             np.where(started, ids[at], -1),
             in_view,
+            joins,
         )
 
     @torch.inference_mode()
@@ -280,20 +325,29 @@ class TrackScorer:
         self.stepper = TrackStepper(stride, fps)
         self.state = TrackState()
         self.logit, self.box = -np.inf, None
-        self.track: int | None = None  # the track that gave ``logit``
+        self.track: int | None = None  # the object (its oldest track) whose track gave ``logit``
         self._alive: set[int] = set()
+        self._in_view: set[int] = set()
+        self._same = SameObjects()
         self._latest: dict[int, tuple[float, np.ndarray, int]] = {}  # track -> logit, box, step last seen
+
+    def object_of(self, track: int) -> int:
+        """The object a track held now follows (its oldest track's id; :class:`vidgru.tracks.SameObjects`)."""
+        return self._same.object(track)
 
     @property
     def in_view(self) -> set[int]:
-        """The tracks the tracker held at the end of the last step (seen, or hidden for a moment)."""
-        return self._alive
+        """The tracks the tracker held at the end of the last step (seen, or hidden for a moment), and the
+        objects they follow (:class:`vidgru.tracks.SameObjects`)."""
+        return self._in_view
 
     def push(self, detections: np.ndarray) -> tuple[float, np.ndarray | None]:
         steps = self.stepper.push(detections)
         if self.stepper.frames % self.stride:
             return self.logit, self.box
         self._alive = self.stepper.alive
+        self._same.push({s.track: s.box for s in steps}, self._alive)
+        self._in_view = self._alive | {self._same.object(k) for k in self._alive}
         logits = self.model.step(steps, self.state, self._alive)
         if self.allowed is not None and len(steps):
             cells = box_cells(np.stack([s.box for s in steps]), self.grid)
@@ -307,4 +361,6 @@ class TrackScorer:
         for track, (logit, box, _) in self._latest.items():
             if logit > self.logit:
                 self.logit, self.box, self.track = logit, box, track
+        if self.track is not None:
+            self.track = self._same.object(self.track)
         return self.logit, self.box

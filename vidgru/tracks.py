@@ -56,6 +56,10 @@ NN_BUDGET = 20  # appearance samples kept per track: matching cost stays flat ho
 # or stops leave its track's gate, and a pacer became a new track at each turn (BENCHMARKS.md, 2026-11-30
 # ninth session and 2026-12-01 thirteenth).
 VELOCITY_NOISE = 1 / 40
+# A track lost and then dropped hands its object on to a track seen where it would have been (over this share
+# of the smaller box), within HANDOVER_STEPS steps of its loss (SameObjects).
+SAME_COVER = 0.5
+HANDOVER_STEPS = 3
 # A matched blob over this many times its track's predicted box area holds more than that thing (people
 # crossing), and is kept out of the track's appearance samples (merged_blobs).
 MERGED_AREA = 1.5
@@ -539,6 +543,96 @@ class TrackStepper:
             np.float32,
         )
         return TrackStep(track_id, features, boxes[-1])
+
+
+class SameObjects:
+    """Tracks that follow one object, as far as the boxes show it.
+
+    DeepSORT can lose an object and go on with it under another id: where figures cross, one track may carry
+    on with the other figure while that figure's own track is lost, and a figure hidden for a while may come
+    back as a new track. The new id has its own GRU state, and once the first track's event has ended it can
+    raise a second alert on a behaviour already reported (a pacer, just after the pacing: BENCHMARKS.md,
+    2026-12-07 twenty-fifth session). So a track that was lost (not seen) and then dropped by the tracker
+    hands its object on to the track seen where it would have been within ``HANDOVER_STEPS`` steps of its
+    loss: over its last box moved on at its last velocity (the intersection over ``SAME_COVER`` of the
+    smaller box). From then on that track follows the dropped track's object, whose id is the object's
+    oldest track's. An object hidden for a moment and seen again is not dropped, and keeps its own.
+
+    Feed it each step's boxes and the tracks the tracker holds, in order, live or over a whole clip: both
+    say the same."""
+
+    def __init__(self) -> None:
+        self._parent: dict[int, int] = {}
+        self._step = 0
+        self._last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # track -> step, box, velocity
+        self._successor: dict[int, int] = {}  # a lost track -> the track seen where it would be
+        self._alive: set[int] = set()
+        self.joined: list[tuple[int, int]] = []  # (track, the object it now follows), by the last push
+
+    def push(self, boxes: dict[int, np.ndarray], alive: set[int]) -> None:
+        """One step: the boxes ``[x1, y1, x2, y2]`` of the tracks seen in it, by id, and the tracks the
+        tracker holds at its end (seen or not)."""
+        self.joined = []
+        self._handovers(boxes, alive)
+        self._step += 1
+
+    def _handovers(self, boxes: dict[int, np.ndarray], alive: set[int]) -> None:
+        now = self._step
+        for track, box in boxes.items():
+            seen = self._last.get(track)
+            velocity = np.zeros(4, np.float32)
+            if seen is not None:
+                velocity = (box - seen[1]) / (now - seen[0])
+            self._last[track] = (now, box, velocity)
+            self._successor.pop(track, None)  # seen again: not lost
+        ids = sorted(boxes)
+        if ids and HANDOVER_STEPS:
+            lost = [
+                (track, step, box, velocity)
+                for track, (step, box, velocity) in self._last.items()
+                if track not in boxes and track not in self._successor and now - step <= HANDOVER_STEPS
+            ]
+            if lost:
+                here = np.stack([boxes[k] for k in ids])
+                where = np.stack([box + velocity * (now - step) for _, step, box, velocity in lost])
+                cover = _covers(where, here)
+                for (track, *_), row in zip(lost, cover, strict=True):
+                    best = int(np.argmax(row))
+                    if row[best] > SAME_COVER:
+                        self._successor[track] = ids[best]
+        gone = self._alive - alive
+        for dropped in gone:
+            successor = self._successor.pop(dropped, None)
+            if successor is not None and successor in alive:
+                self._join(successor, dropped)
+            self._last.pop(dropped, None)
+        if gone & self._parent.keys():
+            # Only tracks still held are asked about: point each at its object, and forget the others, so
+            # that a stream that runs for days keeps only what its tracks in view need.
+            self._parent = {k: self.object(k) for k in self._parent if k in alive}
+        self._alive = set(alive)
+
+    def _join(self, track: int, other: int) -> None:
+        """``track`` follows ``other``'s object from now on (unless it follows one already)."""
+        if track not in self._parent and self.object(other) != self.object(track):
+            self._parent[track] = self.object(other)
+            self.joined.append((track, self._parent[track]))
+
+    def object(self, track: int) -> int:
+        """The first track known to follow the same object as ``track`` (``track`` itself if none)."""
+        while track in self._parent:
+            track = self._parent[track]
+        return track
+
+
+def _covers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` and ``(m, 4)`` boxes -> ``(n, m)``: each pair's intersection over the smaller box's area."""
+    x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
+    x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-12)
 
 
 @dataclass
