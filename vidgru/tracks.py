@@ -601,7 +601,7 @@ class SameObjects:
                     if row[best] > SAME_COVER:
                         self._successor[track] = ids[best]
         gone = self._alive - alive
-        for dropped in gone:
+        for dropped in sorted(gone):  # in one order live and in batch: two may hand on to one track
             successor = self._successor.pop(dropped, None)
             if successor is not None and successor in alive:
                 self._join(successor, dropped)
