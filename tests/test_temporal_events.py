@@ -204,39 +204,21 @@ def test_a_tracked_objects_behaviour_stays_one_event_while_it_is_in_view() -> No
 def test_a_held_event_follows_its_track_into_the_object_that_track_joins() -> None:
     """Track 8's behaviour drives an event; at frame 60 track 8 is found to follow track 5's object (it was
     seen where 5 was, and 5 was dropped), so from then on its frames say 5. Its behaviour coming back is the
-    same object's: one event. Without the join it is another object's: two."""
-    cfg = _HELD
+    same object's: one event. Without word of the join, 5 is another object: two."""
 
-    def ends(joined: bool) -> list[tuple[int, int]]:
-        det = EventDetector("cam", cfg, 10, "m", confirm_s=0.3)
+    def ends(told: bool) -> list[tuple[int, int]]:
+        det = EventDetector("cam", _HELD, 10, "m", confirm_s=0.3)
         changes = []
         for i in range(150):
             active = i < 30 or 130 <= i < 140
-            ours = 5 if joined and i >= 60 else 8
+            track = 5 if i >= 60 else 8
             since = (0 if i < 30 else 127) if active else None
+            joined = (lambda k, i=i: 5 if i >= 60 and k == 8 else k) if told else None
             changes += det.update(
-                i,
-                2.0 if active else 0.0,
-                0,
-                since,
-                ours if active else None,
-                {ours},
-                lambda track, i=i: 5 if joined and i >= 60 and track == 8 else track,
+                i, 2.0 if active else 0.0, 0, since, track if active else None, {track}, joined
             )
         changes += det.close()
         return [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"]
 
-    assert ends(joined=True) == [(0, 139)]
-    # Frames that say 5 from frame 60 with no word that 8 joined it: 5 is another object.
-    det = EventDetector("cam", cfg, 10, "m", confirm_s=0.3)
-    changes = []
-    for i in range(150):
-        active = i < 30 or 130 <= i < 140
-        track = 5 if i >= 60 else 8
-        since = (0 if i < 30 else 127) if active else None
-        changes += det.update(i, 2.0 if active else 0.0, 0, since, track if active else None, {track})
-    changes += det.close()
-    assert [(c.event.start_frame, c.event.end_frame) for c in changes if c.type == "end"] == [
-        (0, 29),
-        (127, 139),
-    ]
+    assert ends(told=True) == [(0, 139)]
+    assert ends(told=False) == [(0, 29), (127, 139)]

@@ -35,7 +35,7 @@ from vidgru.sinks import Sink
 from vidgru.sources import Clip
 from vidgru.tampering import TamperEpisode, fit_reference, tamper_record
 from vidgru.timeline import build_timeline
-from vidgru.tracks import box_cells
+from vidgru.tracks import box_cells, object_in
 from vidgru.training import SCORE_FRAMES, Progress, TrainedModel, fit_model
 
 
@@ -178,9 +178,7 @@ class _InView:
             _, joined, oldest = self._joins[self._applied]
             self._parent[joined] = oldest
             self._applied += 1
-        while track in self._parent:
-            track = self._parent[track]
-        return track
+        return object_in(self._parent, track)
 
 
 def detect_events(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -620,9 +620,14 @@ class SameObjects:
 
     def object(self, track: int) -> int:
         """The first track known to follow the same object as ``track`` (``track`` itself if none)."""
-        while track in self._parent:
-            track = self._parent[track]
-        return track
+        return object_in(self._parent, track)
+
+
+def object_in(parents: Mapping[int, int], track: int) -> int:
+    """The object ``track`` follows, from each joined track's parent (:class:`SameObjects`)."""
+    while track in parents:
+        track = parents[track]
+    return track
 
 
 def _covers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
