@@ -55,7 +55,7 @@ from vidgru.occupancy import DETECT_EVERY, SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
 from vidgru.synthetic import BehaviourSceneSpec, footage_clip_spec, plan_behaviour_scene
-from vidgru.track_model import TrackModel
+from vidgru.track_model import FrameTracks, Handover, TrackModel
 from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
 
@@ -105,9 +105,19 @@ class Averaged:
         self.models = list(models)
         self.hold = self.models[0].hold  # TrackModel.clip_logits reads it
 
-    def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
-        each = [m.score_tracks(tracks) for m in self.models]
+    def score_tracks(
+        self, tracks: Sequence[TrackSequence], handovers: Sequence[Handover] = ()
+    ) -> list[np.ndarray]:
+        each = [m.score_tracks(tracks, handovers) for m in self.models]
         return [np.mean([e[i] for e in each], axis=0) for i in range(len(tracks))]
+
+    def _clip_steps(
+        self, tracks: Sequence[TrackSequence], n_steps: int, handovers: Sequence[Handover] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return TrackModel._clip_steps(self, tracks, n_steps, handovers)  # type: ignore[arg-type]
+
+    def frame_tracks(self, tracks: Sequence[TrackSequence], n: int, stride: int) -> FrameTracks:
+        return TrackModel.frame_tracks(self, tracks, n, stride)  # type: ignore[arg-type]
 
     def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         return TrackModel.clip_logits(self, tracks, n_steps)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from vidgru.occupancy import (
     fit_background,
 )
 from vidgru.synthetic import BehaviourSceneSpec, Episode, behaviour_frames, plan_behaviour_scene
-from vidgru.track_model import TrackModel, TrackScorer
+from vidgru.track_model import TrackModel, TrackScorer, object_joins
 from vidgru.track_training import (
     IGNORE,
     SLOW,
@@ -439,17 +439,23 @@ def test_a_dropped_track_hands_its_object_to_the_track_seen_where_it_would_be() 
     assert same.object(3) == 3  # dropped, and forgotten: only tracks still held are asked about
 
 
-def test_a_track_started_on_an_object_whose_track_was_dropped_is_that_object_live_and_in_batch() -> None:
-    # A walker is hidden for frames 60-65 and comes out looking different (it turned, or the light did):
-    # DeepSORT starts a new track on it and drops the old one 5 s later. From then on the new track scores as
-    # the walker's first id, and keeps it in view. Live and batch say the same, frame for frame.
-    frames, stride = 200, 5
-    detections = []
+def _walker_seen_again(frames: int) -> list[np.ndarray | None]:
+    """A walker hidden for frames 60-65 who comes out looking different (it turned, or the light did):
+    DeepSORT starts a new track on it and drops the old one 5 s later."""
+    detections: list[np.ndarray | None] = []
     for t in range(frames):
         x = 0.1 + 0.003 * t
         walker = _detection((x, 0.40, x + 0.035, 0.52), 0 if t < 60 else 63)
         seen = walker[None] if not 60 <= t < 66 else np.zeros((0, 4 + N_EMBED), np.float32)
         detections.append(seen if t % DETECT_EVERY == 0 else None)
+    return detections
+
+
+def test_a_track_started_on_an_object_whose_track_was_dropped_is_that_object_live_and_in_batch() -> None:
+    # From the drop on, the new track scores as the walker's first id, and keeps it in view. Live and batch
+    # say the same, frame for frame.
+    frames, stride = 200, 5
+    detections = _walker_seen_again(frames)
     tracks = clip_tracks(detections, stride, 10.0)
     assert len(tracks) == 2
     first, second = sorted(tracks, key=lambda t: t.track)
@@ -476,6 +482,39 @@ def test_a_track_started_on_an_object_whose_track_was_dropped_is_that_object_liv
     assert set(whole.track[dropped:].tolist()) == {first.track}
     assert second.track in whole.track[:dropped].tolist()
     assert all(first.track in in_view[f] for f in range(dropped, frames))
+
+
+@pytest.mark.parametrize("memory", [0, 20])  # 20 steps reach back past the hand-over
+def test_a_track_that_takes_over_a_dropped_track_carries_on_its_memory_live_and_in_batch(memory: int) -> None:
+    # The walker's second track, from the step its first is dropped, scores as one track would have that
+    # followed the walker throughout: the first track's steps, then the second's since the first was last
+    # seen. Before the drop it scores alone. Live and batch give the same logits, frame for frame.
+    frames, stride = 200, 5
+    detections = _walker_seen_again(frames)
+    tracks = clip_tracks(detections, stride, 10.0)
+    first, second = sorted(tracks, key=lambda t: t.track)
+    # Steps standardised to a wide spread, so that memories differ plainly.
+    model = TrackModel.build(8, 2, memory, np.zeros(N_TRACK), np.full(N_TRACK, 0.02), seed=3)
+    handed = first.last_alive + 1  # the step at whose end the tracker no longer holds the first track
+    since = second.steps > first.steps[-1]
+    one = TrackSequence(
+        first.track,
+        np.concatenate([first.steps, second.steps[since]]),
+        np.concatenate([first.features, second.features[since]]),
+        np.concatenate([first.boxes, second.boxes[since]]),
+    )
+    followed = model.score_tracks([one])[0][-len(second.steps[since]) :]
+    alone = model.score_tracks([second])[0]
+    scored = model.score_tracks(tracks, object_joins(tracks, frames // stride, model.hold))[1]
+    after = second.steps >= handed
+    assert 0 < after.sum() < len(second.steps)
+    assert np.allclose(scored[~after], alone[~after], atol=1e-5)
+    assert np.allclose(scored[after], followed[-after.sum() :], atol=1e-5)
+    assert np.abs(scored[after] - alone[after]).max() > 1e-3
+    whole = model.frame_tracks(tracks, frames, stride)
+    scorer = TrackScorer(model, stride, 10.0)
+    live = np.array([scorer.push(d)[0] for d in detections], np.float32)
+    assert np.allclose(live, whole.logits, atol=1e-5)
 
 
 def test_a_track_outside_the_region_of_interest_does_not_count() -> None:

@@ -28,7 +28,23 @@ import torch
 from torch import nn
 
 from vidgru.behaviour import frame_logits
-from vidgru.tracks import N_TRACK, SameObjects, TrackSequence, TrackStep, TrackStepper, box_cells
+from vidgru.tracks import (
+    MAX_AGE,
+    N_TRACK,
+    SameObjects,
+    TrackSequence,
+    TrackStep,
+    TrackStepper,
+    box_cells,
+    object_in,
+)
+
+# A track's last steps kept live, for a track that takes over a dropped track's memory to replay those it made
+# since that track was last seen: a track is dropped within MAX_AGE frames (and a look) of its last step.
+_PAST = 2 * MAX_AGE
+# (step, track, object, dropped): from that step on the track follows that object and carries on the memory
+# of the dropped track it took over from (SameObjects).
+Handover = tuple[int, int, int, int]
 
 
 def _seen_boxes(tracks: Sequence[TrackSequence], n_steps: int) -> list[dict[int, np.ndarray]]:
@@ -45,6 +61,27 @@ def _last_alive(track: TrackSequence, hold: int) -> int:
     """The last step at whose end the tracker held ``track`` (where not known, its last seen step and
     ``hold`` more)."""
     return int(track.last_alive if track.last_alive >= 0 else track.steps[-1] + hold)
+
+
+def object_joins(tracks: Sequence[TrackSequence], n_steps: int, hold: int) -> list[Handover]:
+    """A clip's hand-overs, step by step, as :class:`SameObjects` makes them live from the boxes seen and the
+    tracks the tracker holds (``hold``: steps a track is held after its last when :attr:`last_alive` is not
+    known)."""
+    same, seen = SameObjects(), _seen_boxes(tracks, n_steps)
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for t in tracks:
+        if len(t.steps):
+            starts.setdefault(int(t.steps[0]), []).append(t.track)
+            ends.setdefault(_last_alive(t, hold), []).append(t.track)
+    alive: set[int] = set()
+    handovers: list[Handover] = []
+    for k in range(n_steps):
+        alive.update(starts.get(k, ()))
+        same.push(seen[k], alive)
+        handovers += [(k, track, oldest, dropped) for track, oldest, dropped in same.joined]
+        alive.difference_update(ends.get(k, ()))
+    return handovers
 
 
 def held_steps(seen: np.ndarray, hold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +113,9 @@ class TrackState:
     when ``memory`` > 0). Empty at a video's start or a reconnect, as the tracker is."""
 
     hidden: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    recent: dict[int, deque[np.ndarray]] = field(default_factory=dict)
+    recent: dict[int, deque[torch.Tensor]] = field(default_factory=dict)
+    # Each track's last steps (the stream's step count, standardised features), for a hand-over.
+    past: dict[int, deque[tuple[int, torch.Tensor]]] = field(default_factory=dict)
 
 
 class FrameTracks(NamedTuple):
@@ -158,24 +197,47 @@ class TrackModel:
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
 
+    def score_tracks(
+        self, tracks: Sequence[TrackSequence], handovers: Sequence[Handover] = ()
+    ) -> list[np.ndarray]:
+        """Each track's step logits ``(S_track,)``, its state carried from its first step. With
+        ``handovers`` (:func:`object_joins`), a track's steps from its hand-over on are scored as live: from
+        the dropped track's memory, carried on through the steps the track made since that one was last
+        seen."""
+        logits = self._sequence_logits([t.features for t in tracks])
+        index = {t.track: i for i, t in enumerate(tracks)}
+        taken: dict[int, np.ndarray] = {}  # a track that took over: its steps with the memory's before them
+        for step, track, _, dropped in sorted(handovers):
+            if track not in index or dropped not in index:
+                continue
+            mine, before = tracks[index[track]], tracks[index[dropped]]
+            steps = np.concatenate(
+                [taken.get(dropped, before.features), mine.features[mine.steps > before.steps[-1]]]
+            )
+            taken[track] = steps
+            after = int(np.sum(mine.steps >= step))
+            if after:
+                logits[index[track]][-after:] = self._sequence_logits([steps])[0][-after:]
+        return logits
+
     @torch.inference_mode()
-    def score_tracks(self, tracks: Sequence[TrackSequence]) -> list[np.ndarray]:
-        """Each track's step logits ``(S_track,)``, its state carried from its first step."""
-        if not tracks:
+    def _sequence_logits(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each ``(S, N_TRACK)`` sequence of raw steps -> its logits ``(S,)``, state carried from its first."""
+        if not sequences:
             return []
-        lengths = [len(t.features) for t in tracks]
+        lengths = [len(f) for f in sequences]
         if self.memory:
-            x = [torch.from_numpy(self.standardise(t.features)) for t in tracks]
+            x = [torch.from_numpy(self.standardise(f)) for f in sequences]
             flat = torch.cat([self._windows(xi) for xi in x])
             logits = self._mean_last(flat).numpy()
             return list(np.split(logits, np.cumsum(lengths)[:-1]))
-        # Padding goes after each track's end, where it cannot reach the track's own steps.
-        padded = np.zeros((len(tracks), max(lengths), N_TRACK), np.float32)
-        for i, t in enumerate(tracks):
-            padded[i, : lengths[i]] = self.standardise(t.features)
+        # Padding goes after each sequence's end, where it cannot reach the sequence's own steps.
+        padded = np.zeros((len(sequences), max(lengths), N_TRACK), np.float32)
+        for i, f in enumerate(sequences):
+            padded[i, : lengths[i]] = self.standardise(f)
         x = torch.from_numpy(padded)
         logits = self._combine(torch.stack([net(x)[0] for net in self.nets])).numpy()
-        return [logits[i, :n] for i, n in enumerate(lengths)]
+        return [logits[i, :n].copy() for i, n in enumerate(lengths)]
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """``(S, F)`` -> ``(S, memory, F)``: each step with the ``memory - 1`` before it (the first steps
@@ -193,13 +255,16 @@ class TrackModel:
         return best, boxes
 
     def _clip_steps(
-        self, tracks: Sequence[TrackSequence], n_steps: int
+        self, tracks: Sequence[TrackSequence], n_steps: int, handovers: Sequence[Handover] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`clip_logits`, and the id of the track that gave each step's logit (-1 where none)."""
+        """:meth:`clip_logits`, and the id of the track that gave each step's logit (-1 where none).
+        ``handovers``: the clip's :func:`object_joins`, when the caller has them already."""
+        if handovers is None:
+            handovers = object_joins(tracks, n_steps, self.hold)
         best = np.full(n_steps, -np.inf, np.float32)
         boxes = np.full((n_steps, 4), np.nan, np.float32)
         ids = np.full(n_steps, -1, np.int64)
-        for track, logits in zip(tracks, self.score_tracks(tracks), strict=True):
+        for track, logits in zip(tracks, self.score_tracks(tracks, handovers), strict=True):
             steps, held = held_steps(track.steps, self.hold)
             inside = steps < n_steps
             steps, held = steps[inside], held[inside]
@@ -222,28 +287,27 @@ class TrackModel:
         view: from the end of its first step to the end of the last step at which the tracker still held
         it (seen, or hidden for a moment), as :class:`TrackScorer` says live."""
         n_steps = n_frames // stride
-        best, boxes, ids = self._clip_steps(tracks, n_steps)
+        handovers = object_joins(tracks, n_steps, self.hold)
+        best, boxes, ids = self._clip_steps(tracks, n_steps, handovers)
         # Each step's track as the object it follows then, as TrackScorer says it live.
-        same, seen = SameObjects(), _seen_boxes(tracks, n_steps)
-        starts: dict[int, list[int]] = {}
         ends: dict[int, list[int]] = {}
         for t in tracks:
             if len(t.steps):
-                starts.setdefault(int(t.steps[0]), []).append(t.track)
                 ends.setdefault(_last_alive(t, self.hold), []).append(t.track)
-        alive: set[int] = set()
+        parents: dict[int, int] = {}
         final: dict[int, int] = {}  # each track's object at the last step it was held
-        joins: list[tuple[int, int, int]] = []
+        pending = iter(handovers)
+        handover = next(pending, None)
         for k in range(n_steps):
-            alive.update(starts.get(k, ()))
-            same.push(seen[k], alive)
-            joins += [((k + 1) * stride - 1, track, oldest) for track, oldest in same.joined]
+            while handover is not None and handover[0] == k:
+                parents[handover[1]] = handover[2]
+                handover = next(pending, None)
             if ids[k] >= 0:
-                ids[k] = same.object(int(ids[k]))
+                ids[k] = object_in(parents, int(ids[k]))
             for track in ends.get(k, ()):
-                final[track] = same.object(track)
-            alive.difference_update(ends.get(k, ()))
-        final.update({track: same.object(track) for track in alive})
+                final[track] = object_in(parents, track)
+        final.update({t.track: object_in(parents, t.track) for t in tracks if t.track not in final})
+        joins = [((k + 1) * stride - 1, track, oldest) for k, track, oldest, _ in handovers]
         done = (np.arange(n_frames) + 1) // stride - 1
         at, started = np.maximum(done, 0), done >= 0
         in_view = {
@@ -267,16 +331,28 @@ class TrackModel:
         )
 
     @torch.inference_mode()
-    def step(self, steps: Sequence[TrackStep], state: TrackState, alive: set[int]) -> np.ndarray:
-        """One live step: the tracks' steps that just ended -> their logits ``(len(steps),)``. Tracks no
-        longer ``alive`` (dropped by the tracker) are forgotten."""
-        for gone in [k for k in state.hidden if k not in alive]:
-            del state.hidden[gone]
-        for gone in [k for k in state.recent if k not in alive]:
-            del state.recent[gone]
+    def step(
+        self,
+        steps: Sequence[TrackStep],
+        state: TrackState,
+        alive: set[int],
+        now: int = 0,
+        handovers: Sequence[tuple[int, int, int]] = (),
+    ) -> np.ndarray:
+        """One live step (the stream's ``now``-th): the tracks' steps that just ended -> their logits
+        ``(len(steps),)``. ``handovers``: :attr:`SameObjects.joined` for this step; each track there first
+        takes over its dropped track's memory. Tracks no longer ``alive`` (dropped by the tracker) are
+        forgotten."""
+        for track, _, dropped in handovers:
+            self._take_over(state, track, dropped)
+        for kept in (state.hidden, state.recent, state.past):
+            for gone in [k for k in kept if k not in alive]:
+                del kept[gone]
         if not steps:
             return np.zeros(0, np.float32)
         x = torch.from_numpy(self.standardise(np.stack([s.features for s in steps])))  # (N, F)
+        for s, xi in zip(steps, x, strict=True):
+            state.past.setdefault(s.track, deque(maxlen=_PAST)).append((now, xi))
         if self.memory:
             windows = []
             for s, xi in zip(steps, x, strict=True):
@@ -302,6 +378,24 @@ class TrackModel:
         for k, s in enumerate(steps):
             state.hidden[s.track] = [h[:, k : k + 1] for _, h in outs]
         return self._combine(torch.stack([logit[:, 0] for logit, _ in outs])).numpy()
+
+    def _take_over(self, state: TrackState, track: int, dropped: int) -> None:
+        """``track`` carries on ``dropped``'s memory: that memory, on through the steps ``track`` made since
+        ``dropped`` was last seen (as :meth:`score_tracks` does over a whole clip)."""
+        before = state.past.get(dropped)
+        if not before:
+            return
+        since = [x for k, x in state.past.get(track, ()) if k > before[-1][0]]
+        if self.memory:
+            recent = deque(state.recent[dropped], maxlen=self.memory)
+            recent.extend(since)
+            state.recent[track] = recent
+            return
+        hidden = state.hidden[dropped]
+        if since:
+            x = torch.stack(since)[None]
+            hidden = [net(x, h)[1] for net, h in zip(self.nets, hidden, strict=True)]
+        state.hidden[track] = hidden
 
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         return [n.state_dict() for n in self.nets]
@@ -348,11 +442,11 @@ class TrackScorer:
         self._alive = self.stepper.alive
         self._same.push({s.track: s.box for s in steps}, self._alive)
         self._in_view = self._alive | {self._same.object(k) for k in self._alive}
-        logits = self.model.step(steps, self.state, self._alive)
+        now = self.stepper.frames // self.stride
+        logits = self.model.step(steps, self.state, self._alive, now, self._same.joined)
         if self.allowed is not None and len(steps):
             cells = box_cells(np.stack([s.box for s in steps]), self.grid)
             logits = np.where(self.allowed[cells], logits, -np.inf)
-        now = self.stepper.frames // self.stride
         for step, logit in zip(steps, logits.tolist(), strict=True):
             self._latest[step.track] = (logit, step.box, now)
         for track in [k for k, (_, _, seen) in self._latest.items() if now - seen > self.model.hold]:

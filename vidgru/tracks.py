@@ -550,13 +550,15 @@ class SameObjects:
 
     DeepSORT can lose an object and go on with it under another id: where figures cross, one track may carry
     on with the other figure while that figure's own track is lost, and a figure hidden for a while may come
-    back as a new track. The new id has its own GRU state, and once the first track's event has ended it can
-    raise a second alert on a behaviour already reported (a pacer, just after the pacing: BENCHMARKS.md,
-    2026-12-07 twenty-fifth session). So a track that was lost (not seen) and then dropped by the tracker
+    back as a new track. The new id would start its GRU's memory afresh (a pacer then needs three more turns
+    to be found), and once the first track's event has ended it can raise a second alert on a behaviour
+    already reported (a pacer, just after the pacing: BENCHMARKS.md, 2026-12-07 twenty-fifth and
+    twenty-sixth sessions). So a track that was lost (not seen) and then dropped by the tracker
     hands its object on to the track seen where it would have been within ``HANDOVER_STEPS`` steps of its
     loss: over its last box moved on at its last velocity (the intersection over ``SAME_COVER`` of the
     smaller box). From then on that track follows the dropped track's object, whose id is the object's
-    oldest track's. An object hidden for a moment and seen again is not dropped, and keeps its own.
+    oldest track's, and takes over its memory (:meth:`vidgru.track_model.TrackModel.step`). An object hidden
+    for a moment and seen again is not dropped, and keeps its own.
 
     Feed it each step's boxes and the tracks the tracker holds, in order, live or over a whole clip: both
     say the same."""
@@ -567,7 +569,8 @@ class SameObjects:
         self._last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # track -> step, box, velocity
         self._successor: dict[int, int] = {}  # a lost track -> the track seen where it would be
         self._alive: set[int] = set()
-        self.joined: list[tuple[int, int]] = []  # (track, the object it now follows), by the last push
+        # By the last push: (track, the object it now follows, the dropped track it takes over from)
+        self.joined: list[tuple[int, int, int]] = []
 
     def push(self, boxes: dict[int, np.ndarray], alive: set[int]) -> None:
         """One step: the boxes ``[x1, y1, x2, y2]`` of the tracks seen in it, by id, and the tracks the
@@ -616,7 +619,7 @@ class SameObjects:
         """``track`` follows ``other``'s object from now on (unless it follows one already)."""
         if track not in self._parent and self.object(other) != self.object(track):
             self._parent[track] = self.object(other)
-            self.joined.append((track, self._parent[track]))
+            self.joined.append((track, self._parent[track], other))
 
     def object(self, track: int) -> int:
         """The first track known to follow the same object as ``track`` (``track`` itself if none)."""
