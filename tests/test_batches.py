@@ -53,3 +53,10 @@ def test_blobs_are_made_on_the_frames_the_background_looks_at(clips: dict[str, P
     assert len(segment) == 20 and segment[1] is None and segment[0] is not None
     for a, b in zip(segment, whole[30:50], strict=True):
         assert (a is None and b is None) or np.array_equal(a, b)
+    # Cell occupancy only for a model with a region GRU, the only reader of it.
+    assert all(b.occupancy is None for b in frame_batches(clip, cfg, background=background))
+    cfg.behaviour.enabled = cfg.behaviour.region_model = True
+    rows, cols = cfg.motion.grid
+    batches = list(frame_batches(clip, cfg, background=background))
+    assert all(b.occupancy is not None and b.occupancy.shape == (len(b.motion), rows * cols) for b in batches)
+    assert sum(len(b.motion) for b in batches) == 150

@@ -216,7 +216,9 @@ def watch_matches_analyze(
     cfg = CamerasConfig.model_validate({"model": str(model), "cameras": [{"id": "cam", "url": "x"}]})
     (plan,) = plan_cameras(cfg, None)
     extractor = FeatureExtractor(loaded.config.features, loaded.config.motion.grid)
-    prep = FramePrep("cam", loaded.config.motion, loaded.config.features, loaded.background)
+    prep = FramePrep(
+        "cam", loaded.config.motion, loaded.config.features, loaded.background, loaded.behaviour is not None
+    )
     sink = JsonlSink(out / "events.jsonl")
     session = WatchSession({"cam": plan.scorer}, lambda b: extractor(b.cnn_input), [sink])
     start = time.time() - 3600.0

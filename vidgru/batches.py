@@ -133,8 +133,9 @@ def frame_batches(
     background: SceneBackground | None = None,
 ) -> Iterator[FrameBatch]:
     """``tamper``: the model's reference picture; given, each batch carries the tampering it saw.
-    ``background``: the model's empty scene; given, each batch carries each frame's cell occupancy and
-    the blobs that differ from it (:func:`vidgru.tracks.detect`).
+    ``background``: the model's empty scene; given, each batch carries the blobs that differ from it
+    (:func:`vidgru.tracks.detect`) and, for a model with a region GRU (``behaviour.reads_regions``), each
+    frame's cell occupancy.
 
     ``start`` / ``stop``: only frames ``start <= index < stop`` (a segment; see :mod:`vidgru.segments`).
     The frame before ``start`` is decoded too, so that flow into ``start`` is what the whole clip gives;
@@ -158,6 +159,7 @@ def frame_batches(
     occupied: list[np.ndarray] = []
     blobs: list[np.ndarray | None] = []
     grid = cfg.motion.grid
+    measure_occupancy = background is not None and cfg.behaviour.reads_regions
     batch_start = start
 
     def flush() -> FrameBatch:
@@ -170,7 +172,7 @@ def frame_batches(
             motion=np.stack(stats),
             tamper=changes.copy(),
             evidence=seen.copy(),
-            occupancy=np.stack(occupied) if background is not None else None,
+            occupancy=np.stack(occupied) if measure_occupancy else None,
             detections=blobs.copy() if background is not None else None,
         )
         changes.clear()
@@ -193,9 +195,12 @@ def frame_batches(
         rows.append(len(images) - 1)
         stats.append(stat)
         if background is not None:
-            differs = background.foreground(frame)
-            occupied.append(background.occupancy(frame, grid, differs))
-            blobs.append(detect(frame, background, differs) if background.looks_at(index) else None)
+            # Without a region GRU nothing reads occupancy, and the foreground is needed only for blobs.
+            looks = background.looks_at(index)
+            differs = background.foreground(frame) if looks or measure_occupancy else None
+            if measure_occupancy:
+                occupied.append(background.occupancy(frame, grid, differs))
+            blobs.append(detect(frame, background, differs) if looks else None)
         if len(rows) == size:
             yield flush()
             images, rows, stats, occupied, blobs, batch_start = [], [], [], [], [], index + 1
@@ -213,7 +218,7 @@ def frame_batches(
             cnn_rows=np.zeros(0, np.int64),
             motion=np.zeros((0, motion.n_cells, N_MOTION), np.float32),
             tamper=changes.copy(),
-            occupancy=np.zeros((0, motion.n_cells), np.float32) if background is not None else None,
+            occupancy=np.zeros((0, motion.n_cells), np.float32) if measure_occupancy else None,
             detections=[] if background is not None else None,
         )
     if stop is None:

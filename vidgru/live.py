@@ -76,7 +76,7 @@ class LiveFrame:
     cnn_input: np.ndarray | None  # (h, w, 3) RGB at features.input_size, on the frames the CNN runs on
     preview: np.ndarray  # BGR, at most PREVIEW_WIDTH wide
     shape: tuple[int, int]  # the stream's frame size, (height, width)
-    occupancy: np.ndarray | None = None  # (cells,), when the model has a behaviour model
+    occupancy: np.ndarray | None = None  # (cells,), when the model has a region GRU
     # the blobs to track (vidgru.tracks.detect), likewise; None also on frames the background does not look at
     detections: np.ndarray | None = None
     box: np.ndarray | None = None  # set when a track gave the frame's score: its box, in fractions
@@ -91,11 +91,15 @@ class FramePrep:
         motion: MotionConfig,
         features: BackboneConfig,
         background: SceneBackground | None = None,
+        occupancy: bool = True,
     ) -> None:
+        """``background``: the model's empty scene, for blobs to track and (with ``occupancy``, which a
+        region GRU needs) each frame's cell occupancy."""
         self.camera = camera
         self.motion = MotionAnalyzer(motion)
         self.grid = motion.grid
         self.background = background
+        self.occupancy = occupancy
         self.input_size = features.input_size
         self.every = features.interval + 1
         self._last_seq: int | None = None
@@ -123,9 +127,11 @@ class FramePrep:
             )
         occupancy = detections = None
         if self.background is not None:
-            differs = self.background.foreground(frame.image)
-            occupancy = self.background.occupancy(frame.image, self.grid, differs)
-            if self.background.looks_at(self._since_restart):
+            looks = self.background.looks_at(self._since_restart)
+            differs = self.background.foreground(frame.image) if looks or self.occupancy else None
+            if self.occupancy:
+                occupancy = self.background.occupancy(frame.image, self.grid, differs)
+            if looks:
                 detections = detect(frame.image, self.background, differs)
         self._since_restart += 1
         return LiveFrame(

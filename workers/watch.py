@@ -49,11 +49,12 @@ class CameraReader:
         motion: MotionConfig,
         features: BackboneConfig,
         background: SceneBackground | None = None,
+        occupancy: bool = True,
     ) -> None:
         cv2.setNumThreads(1)  # Ray gives each reader a share of a core
         self.buffer = LatestFrames(math.ceil(settings.buffer_s * fps))
         self.stream = CameraStream(camera.id, camera.open_target, settings, fps, camera.source_kind)
-        self.prep = FramePrep(camera.id, motion, features, background)
+        self.prep = FramePrep(camera.id, motion, features, background, occupancy)
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -127,6 +128,7 @@ def watch(
             p.model.config.motion,
             p.model.config.features,
             p.model.background if p.model.behaviour is not None or p.model.tracks is not None else None,
+            p.model.behaviour is not None,
         )
         for p in plans
     }

@@ -228,6 +228,12 @@ class BehaviourConfig(StrictModel):
         """``hold_unseen_s`` in steps."""
         return round(self.hold_unseen_s / self.step_s)
 
+    @property
+    def reads_regions(self) -> bool:
+        """Whether the model has a region GRU, which reads each frame's cell occupancy (the track GRU reads
+        only the blobs of the frames the background looks at)."""
+        return self.enabled and self.region_model
+
     @model_validator(mode="after")
     def _something_to_train(self) -> BehaviourConfig:
         if self.enabled and not (self.tracks or self.region_model):
