@@ -130,7 +130,8 @@ class BehaviourConfig(StrictModel):
         False,
         description="Train and run the behaviour model (its score joins the frame score). Off by default: on "
         "generated scenes it meets its recall and false-alarm bars on some draws of footage and not on others "
-        "(on UCSD Ped2 it costs analyze 6-9% of its frames/s; BENCHMARKS.md); `vidgru train --memory N` turns "
+        "(on UCSD Ped2 it costs analyze 4-13% of its frames/s by the medians of runs with and without it; "
+        "BENCHMARKS.md); `vidgru train --memory N` turns "
         'it on. In the --config of analyze or evaluate, "enabled: false" written out leaves a trained '
         "model's behaviour GRUs out; a config without it keeps them.",
     )
