@@ -55,7 +55,7 @@ from vidgru.occupancy import DETECT_EVERY, SceneBackground, fit_background
 from vidgru.scoring import Calibration
 from vidgru.sources import discover_clips
 from vidgru.synthetic import BehaviourSceneSpec, footage_clip_spec, plan_behaviour_scene
-from vidgru.track_model import FrameTracks, Handover, TrackModel
+from vidgru.track_model import Handover, TrackModel
 from vidgru.track_training import fit_set_scales, fit_tracks, unseen_by
 from vidgru.tracks import TrackSequence, clip_tracks, detect
 
@@ -98,12 +98,14 @@ def _looked_at(blobs: dict[Key, list[np.ndarray]]) -> dict[Key, list[np.ndarray 
     return {k: [d if i % DETECT_EVERY == 0 else None for i, d in enumerate(v)] for k, v in blobs.items()}
 
 
-class Averaged:
-    """Several track models' logits averaged, scored as :class:`TrackModel` scores one."""
+class Averaged(TrackModel):
+    """Several track models' logits averaged, scored as :class:`TrackModel` scores one: only how a track's
+    steps are scored differs, so the rest (per clip, per frame, per object) is TrackModel's own. Each model
+    keeps its own nets, standardisation and norms, which is why this does not build one TrackModel."""
 
-    def __init__(self, models: Sequence[TrackModel]) -> None:
+    def __init__(self, models: Sequence[TrackModel]) -> None:  # its models hold the nets: no super().__init__
         self.models = list(models)
-        self.hold = self.models[0].hold  # TrackModel.clip_logits reads it
+        self.hold = self.models[0].hold  # what TrackModel's clip and frame scoring read besides score_tracks
 
     def score_tracks(
         self, tracks: Sequence[TrackSequence], handovers: Sequence[Handover] = ()
@@ -111,26 +113,8 @@ class Averaged:
         each = [m.score_tracks(tracks, handovers) for m in self.models]
         return [np.mean([e[i] for e in each], axis=0) for i in range(len(tracks))]
 
-    def _clip_steps(
-        self, tracks: Sequence[TrackSequence], n_steps: int, handovers: Sequence[Handover] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return TrackModel._clip_steps(self, tracks, n_steps, handovers)  # type: ignore[arg-type]
 
-    def frame_tracks(self, tracks: Sequence[TrackSequence], n: int, stride: int) -> FrameTracks:
-        return TrackModel.frame_tracks(self, tracks, n, stride)  # type: ignore[arg-type]
-
-    def clip_logits(self, tracks: Sequence[TrackSequence], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        return TrackModel.clip_logits(self, tracks, n_steps)  # type: ignore[arg-type]
-
-    def frame_logits(
-        self, tracks: Sequence[TrackSequence], n: int, stride: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return TrackModel.frame_logits(self, tracks, n, stride)  # type: ignore[arg-type]
-
-
-def frame_track_logits(
-    model: TrackModel | Averaged, tracks: Sequence[TrackSequence], n: int, stride: int
-) -> np.ndarray:
+def frame_track_logits(model: TrackModel, tracks: Sequence[TrackSequence], n: int, stride: int) -> np.ndarray:
     """``(n,)``: each frame's highest track logit, as ``vidgru analyze`` scores a clip."""
     return model.frame_logits(tracks, n, stride)[0]
 
@@ -200,7 +184,7 @@ def main() -> None:
     print(f"tracked {n_frames} frames at {1000 * (time.process_time() - started) / n_frames:.2f} ms a frame")
     train = [k for k in blobs if k[0] == ROLES[0]]
 
-    model: TrackModel | Averaged
+    model: TrackModel
     if args.folds and args.separate:
         one = copy.deepcopy(cfg.behaviour)
         one.ensemble = 1
@@ -261,13 +245,8 @@ def main() -> None:
     for key in blobs:
         if key[0] == ROLES[0]:
             continue
-        if isinstance(model, TrackModel):
-            scored = model.frame_tracks(tracks[key], len(blobs[key]), stride)
-            logits, ids, in_view, boxes = scored.logits, scored.track, scored.in_view, scored.boxes
-            joins = scored.joins
-        else:
-            logits = frame_track_logits(model, tracks[key], len(blobs[key]), stride)
-            ids, in_view, boxes, joins = np.full(len(logits), -1), {}, np.zeros(0), []
+        scored = model.frame_tracks(tracks[key], len(blobs[key]), stride)
+        logits, ids, in_view, boxes = scored.logits, scored.track, scored.in_view, scored.boxes
         if key[0] == ROLES[1]:
             held_out_logits.append(logits)
         scores = calibration(logits)
@@ -286,7 +265,7 @@ def main() -> None:
             cfg.behaviour.min_run_s,
             np.where(on, ids, -1),
             in_view,
-            joins,
+            scored.joins,
         ):
             peak = event.peak_frame
             box = (

@@ -217,7 +217,11 @@ def watch_matches_analyze(
     (plan,) = plan_cameras(cfg, None)
     extractor = FeatureExtractor(loaded.config.features, loaded.config.motion.grid)
     prep = FramePrep(
-        "cam", loaded.config.motion, loaded.config.features, loaded.background, loaded.behaviour is not None
+        "cam",
+        loaded.config.motion,
+        loaded.config.features,
+        loaded.background,
+        loaded.config.behaviour.reads_regions,
     )
     sink = JsonlSink(out / "events.jsonl")
     session = WatchSession({"cam": plan.scorer}, lambda b: extractor(b.cnn_input), [sink])

@@ -94,7 +94,8 @@ class FramePrep:
         occupancy: bool = True,
     ) -> None:
         """``background``: the model's empty scene, for blobs to track and (with ``occupancy``, which a
-        region GRU needs) each frame's cell occupancy."""
+        region GRU needs: ``behaviour.reads_regions``, as :func:`vidgru.batches.frame_batches` reads it)
+        each frame's cell occupancy."""
         self.camera = camera
         self.motion = MotionAnalyzer(motion)
         self.grid = motion.grid

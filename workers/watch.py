@@ -128,7 +128,7 @@ def watch(
             p.model.config.motion,
             p.model.config.features,
             p.model.background if p.model.behaviour is not None or p.model.tracks is not None else None,
-            p.model.behaviour is not None,
+            p.model.config.behaviour.reads_regions,
         )
         for p in plans
     }
